@@ -1,0 +1,1 @@
+//! The embedded backend: one redb file. (Being written; see issue 3.)

@@ -1,0 +1,1 @@
+//! The ScyllaDB/Cassandra backend. (Being written; see issue 3.)
