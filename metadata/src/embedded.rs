@@ -1,1 +1,0 @@
-//! The embedded backend: one redb file. (Being written; see issue 3.)

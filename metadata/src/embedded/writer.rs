@@ -1,0 +1,177 @@
+//! The single writer thread of the embedded store, with group commit.
+//!
+//! redb allows one write transaction at a time and a durable commit costs an fsync. Instead of
+//! making every request wait for its own fsync, all write requests go through a bounded channel
+//! to one `std::thread`. The thread takes every request that is queued (up to [`MAX_BATCH`]),
+//! runs them in order inside ONE write transaction, commits once, and only then answers each
+//! request. So many concurrent uploads share one fsync, and no request is answered before its
+//! writes are durable.
+//!
+//! Invariant (data safety): a request's reply is sent only after `commit()` returned `Ok` with
+//! `Durability::Immediate` (redb's default: the commit is fsynced before it returns).
+//!
+//! A request that is refused (a failed condition, a missing bucket, ...) must not poison the
+//! others in its batch: every operation checks all of its conditions before it writes anything,
+//! and reports a refusal as [`OpError::Refused`]; the batch then commits without it. Only an
+//! unexpected failure in the middle of writing ([`OpError::Fatal`]: a storage error or an
+//! unreadable record) can leave the transaction half-written; then the whole batch is aborted
+//! and every request in it gets an error (nothing of it was committed).
+
+use super::tables::Tables;
+use crate::{MetaError, Result};
+use redb::Database;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// At most this many requests share one transaction (bounds the latency of the first one).
+pub(crate) const MAX_BATCH: usize = 512;
+/// Requests waiting for the writer; senders wait when it is full (back-pressure).
+pub(crate) const QUEUE_DEPTH: usize = 4096;
+
+/// Why a write operation did not complete.
+#[derive(Debug)]
+pub(crate) enum OpError {
+    /// Refused before anything was written; the rest of the batch is unaffected.
+    Refused(MetaError),
+    /// Failed while writing; the transaction must be aborted.
+    Fatal(MetaError),
+}
+
+pub(crate) type OpResult<T> = std::result::Result<T, OpError>;
+
+impl From<MetaError> for OpError {
+    /// Errors passed on with `?` are treated as fatal: only an explicit `OpError::Refused`
+    /// promises that nothing was written.
+    fn from(e: MetaError) -> Self {
+        OpError::Fatal(e)
+    }
+}
+
+impl From<redb::StorageError> for OpError {
+    fn from(e: redb::StorageError) -> Self {
+        OpError::Fatal(MetaError::Backend(e.to_string()))
+    }
+}
+
+/// Shorthand for a refusal.
+pub(crate) fn refuse<T>(e: MetaError) -> OpResult<T> {
+    Err(OpError::Refused(e))
+}
+
+/// Called after the batch ends: `Ok` when the commit is durable, `Err(reason)` otherwise.
+type Finish = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+/// Runs one request inside the batch's transaction; returns whether it failed fatally, and
+/// how to answer it once the batch's fate is known.
+type Job = Box<dyn for<'a, 'b> FnOnce(&'a mut Tables<'b>) -> (Option<String>, Finish) + Send>;
+
+/// The sending side, held by every clone of the store. Dropping the last one stops the thread.
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer thread; returns the sender and the thread's handle.
+    pub(crate) fn start(db: Arc<Database>) -> Result<(Writer, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = mpsc::channel::<Job>(QUEUE_DEPTH);
+        let handle = std::thread::Builder::new()
+            .name("sdfbs-meta-writer".into())
+            .spawn(move || run(db, rx))
+            .map_err(|e| MetaError::Backend(format!("cannot start the metadata writer: {e}")))?;
+        Ok((Writer { jobs: tx }, handle))
+    }
+
+    /// Runs `op` in the next group commit and returns its result once the commit is durable.
+    pub(crate) async fn write<R, F>(&self, op: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: for<'a, 'b> FnOnce(&'a mut Tables<'b>) -> OpResult<R> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |tables| {
+            let res = op(tables);
+            let fatal = match &res {
+                Err(OpError::Fatal(e)) => Some(e.to_string()),
+                _ => None,
+            };
+            let finish: Finish = Box::new(move |committed| {
+                let out = match (res, committed) {
+                    (Err(OpError::Refused(e)), _) | (Err(OpError::Fatal(e)), _) => Err(e),
+                    (Ok(r), Ok(())) => Ok(r),
+                    (Ok(_), Err(reason)) => Err(MetaError::Backend(reason)),
+                };
+                // The caller may have gone away (request cancelled); the write stands anyway.
+                let _ = tx.send(out);
+            });
+            (fatal, finish)
+        });
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| MetaError::Backend("the metadata writer thread has stopped".into()))?;
+        rx.await.map_err(|_| {
+            MetaError::Backend("the metadata writer dropped the request (see its log)".into())
+        })?
+    }
+}
+
+fn run(db: Arc<Database>, mut rx: mpsc::Receiver<Job>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(&db, &mut batch);
+    }
+}
+
+fn run_batch(db: &Database, batch: &mut Vec<Job>) {
+    let txn = match db.begin_write() {
+        Ok(t) => t,
+        Err(e) => {
+            // Dropping the jobs answers their callers with "dropped"; say why here.
+            tracing::error!(error = %e, "metadata: cannot begin a write transaction");
+            batch.clear();
+            return;
+        }
+    };
+    let mut finishes = Vec::with_capacity(batch.len());
+    let mut fatal: Option<String> = None;
+    match Tables::open(&txn) {
+        Ok(mut tables) => {
+            for job in batch.drain(..) {
+                let (f, finish) = job(&mut tables);
+                if fatal.is_none() {
+                    fatal = f;
+                }
+                finishes.push(finish);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "metadata: cannot open tables");
+            batch.clear();
+            return;
+        }
+    }
+    let outcome = match fatal {
+        Some(reason) => {
+            if let Err(e) = txn.abort() {
+                tracing::error!(error = %e, "metadata: abort failed");
+            }
+            tracing::error!(%reason, "metadata: write batch aborted");
+            Err(format!(
+                "the write was rolled back because a request in the same batch failed: {reason}"
+            ))
+        }
+        None => txn.commit().map_err(|e| {
+            tracing::error!(error = %e, "metadata: commit failed");
+            format!("metadata commit failed: {e}")
+        }),
+    };
+    for finish in finishes {
+        finish(outcome.clone());
+    }
+}
