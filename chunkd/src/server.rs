@@ -1,0 +1,543 @@
+//! The chunkd HTTP API (see the table in [`crate::wire`]): routing, the cluster-secret check,
+//! and the mapping of store results to status codes. Disk work is delegated to
+//! [`crate::store`] on blocking threads; this module only moves bytes between hyper and those
+//! threads through small bounded channels.
+//!
+//! Order of checks for every request: `GET /health` needs nothing; anything else must carry
+//! `Authorization: Bearer <cluster secret>` or gets 401 before the path is even looked at; then
+//! the chunk id is validated (400 `InvalidChunkId`) before any file is touched.
+
+use std::convert::Infallible;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::{header, HeaderMap, Method, Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::store::write::{self, Piece};
+use crate::store::{ChunkId, DeleteResult, PutResult, Store, StoreError};
+use crate::wire::{self, ChunkPage, ErrorBody, Health};
+
+/// Body of every response.
+pub type ResponseBody = BoxBody<Bytes, io::Error>;
+
+/// Bytes forwarded to the writer thread at a time (request frames are coalesced up to this).
+const PIECE_SIZE: usize = 128 * 1024;
+/// Bytes read from disk at a time for a GET.
+const READ_SIZE: usize = 256 * 1024;
+/// Pieces in flight between hyper and a disk thread, per request. With `PIECE_SIZE` this keeps
+/// a PUT well under one 1 MiB chunk in memory.
+const CHANNEL_DEPTH: usize = 2;
+/// Concurrent PUTs; more wait for a slot (bounds memory and open temporary files).
+pub const MAX_CONCURRENT_WRITES: usize = 64;
+const DEFAULT_LIST_LIMIT: usize = 1000;
+const MAX_LIST_LIMIT: usize = 10_000;
+
+/// State shared by every request of one node.
+pub struct Shared {
+    pub store: Arc<Store>,
+    /// The whole expected header value, `Bearer <secret>`.
+    pub authorization: String,
+    pub max_chunk_size: u64,
+    pub zone: String,
+    pub started: Instant,
+    pub write_slots: Semaphore,
+}
+
+impl Shared {
+    /// The `GET /health` document (also the body of heartbeats).
+    pub fn health(&self) -> Health {
+        Health {
+            node_id: self.store.node_id().to_owned(),
+            zone: self.zone.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            capacity_bytes: self.store.capacity(),
+            used_bytes: self.store.used_bytes(),
+            chunk_count: self.store.chunk_count(),
+            corrupt_chunks: self.store.corrupt_chunks(),
+            uptime_s: self.started.elapsed().as_secs(),
+        }
+    }
+}
+
+/// The hyper service: answers one request and logs one line for it.
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let response = route(&shared, req).await;
+    tracing::info!(
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    Ok(response)
+}
+
+async fn route(shared: &Shared, req: Request<Incoming>) -> Response<ResponseBody> {
+    let path = req.uri().path();
+    if path == "/health" {
+        return match *req.method() {
+            Method::GET => json(StatusCode::OK, &shared.health()),
+            _ => method_not_allowed("GET"),
+        };
+    }
+    if !authorized(&shared.authorization, req.headers()) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "missing or wrong cluster secret (Authorization: Bearer <secret>)",
+        );
+    }
+    if path == wire::CHUNKS_PATH || path == "/chunks/" {
+        return match *req.method() {
+            Method::GET => list(shared, req.uri().query()).await,
+            _ => method_not_allowed("GET"),
+        };
+    }
+    let Some(raw_id) = path.strip_prefix("/chunks/") else {
+        return error(StatusCode::NOT_FOUND, "NotFound", "no such endpoint");
+    };
+    // Only 64 lowercase hex characters get past this point: no '/', '.', '%' or anything
+    // else that could make the path name a file outside the data directory.
+    let Some(id) = ChunkId::parse(raw_id) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "InvalidChunkId",
+            "a chunk id is 64 lowercase hex characters (the SHA-256 of the chunk)",
+        );
+    };
+    let query = req.uri().query().map(str::to_owned);
+    match *req.method() {
+        Method::PUT => put(shared, id, req).await,
+        Method::GET => get(shared, id).await,
+        Method::HEAD => head(shared, id, query.as_deref()).await,
+        Method::DELETE => delete(shared, id, query.as_deref()).await,
+        _ => method_not_allowed("GET, HEAD, PUT, DELETE"),
+    }
+}
+
+/// Constant-time comparison of the Authorization header with the expected value, so the
+/// secret cannot be guessed byte by byte from response times.
+fn authorized(expected: &str, headers: &HeaderMap) -> bool {
+    let Some(given) = headers.get(header::AUTHORIZATION) else {
+        return false;
+    };
+    let (given, expected) = (given.as_bytes(), expected.as_bytes());
+    if given.len() != expected.len() {
+        return false;
+    }
+    given
+        .iter()
+        .zip(expected)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
+}
+
+/// `PUT /chunks/{id}`: streams the body to a writer thread, which hashes it, writes it to a
+/// temporary file and commits it (see `store::write` for the fsync-before-ack invariant).
+async fn put(shared: &Shared, id: ChunkId, req: Request<Incoming>) -> Response<ResponseBody> {
+    let max = shared.max_chunk_size;
+    if content_length(req.headers()).is_some_and(|len| len > max) {
+        return too_large(max);
+    }
+    let Ok(_slot) = shared.write_slots.acquire().await else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "ShuttingDown", "node is stopping");
+    };
+    let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+    let store = Arc::clone(&shared.store);
+    let writer_id = id.clone();
+    let writer = tokio::task::spawn_blocking(move || write::receive(&store, &writer_id, rx));
+
+    let fed = feed(req.into_body(), &tx, max).await;
+    if fed.is_ok() {
+        // If the writer already stopped (disk full), this fails and its error is reported.
+        let _ = tx.send(Piece::End).await;
+    }
+    drop(tx); // without End, the writer discards the temporary file
+    let written = writer.await;
+
+    match fed {
+        Err(Feed::TooLarge) => return too_large(max),
+        Err(Feed::Body(e)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "IncompleteBody",
+                &format!("reading the request body failed: {e}"),
+            )
+        }
+        Ok(()) | Err(Feed::WriterStopped) => {}
+    }
+    match written {
+        Ok(Ok(PutResult::Created)) => empty(StatusCode::CREATED),
+        Ok(Ok(PutResult::AlreadyPresent)) => empty(StatusCode::OK),
+        Ok(Err(StoreError::BadDigest { actual })) => error(
+            StatusCode::BAD_REQUEST,
+            "BadDigest",
+            &format!("the body hashes to {actual}, not to the chunk id {id}; nothing was stored"),
+        ),
+        Ok(Err(StoreError::Full)) => error(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "InsufficientStorage",
+            "no space left on this node; nothing was stored",
+        ),
+        Ok(Err(e)) => internal(&e),
+        Err(join) => internal(&join),
+    }
+}
+
+enum Feed {
+    TooLarge,
+    Body(hyper::Error),
+    WriterStopped,
+}
+
+/// Forwards the request body to the writer in pieces of about `PIECE_SIZE`, stopping as soon
+/// as it exceeds `max` bytes.
+async fn feed(mut body: Incoming, tx: &mpsc::Sender<Piece>, max: u64) -> Result<(), Feed> {
+    let mut received = 0u64;
+    let mut pending = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(Feed::Body)?.into_data() else {
+            continue; // trailers carry nothing we need
+        };
+        received += data.len() as u64;
+        if received > max {
+            return Err(Feed::TooLarge);
+        }
+        if pending.is_empty() && data.len() >= PIECE_SIZE {
+            send(tx, data).await?;
+            continue;
+        }
+        pending.extend_from_slice(&data);
+        if pending.len() >= PIECE_SIZE {
+            send(tx, pending.split().freeze()).await?;
+        }
+    }
+    if !pending.is_empty() {
+        send(tx, pending.freeze()).await?;
+    }
+    Ok(())
+}
+
+async fn send(tx: &mpsc::Sender<Piece>, data: Bytes) -> Result<(), Feed> {
+    tx.send(Piece::Data(data))
+        .await
+        .map_err(|_| Feed::WriterStopped)
+}
+
+/// `GET /chunks/{id}`: streams the file from a blocking reader thread.
+async fn get(shared: &Shared, id: ChunkId) -> Response<ResponseBody> {
+    let store = Arc::clone(&shared.store);
+    let opened = tokio::task::spawn_blocking(move || store.open_chunk(&id)).await;
+    let (file, len) = match opened {
+        Ok(Ok(Some(found))) => found,
+        Ok(Ok(None)) => return not_found(),
+        Ok(Err(e)) => return internal(&e),
+        Err(join) => return internal(&join),
+    };
+    let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
+    tokio::spawn(stream_file(file, len, tx));
+    let mut response = Response::new(ChannelBody { rx, remaining: len }.boxed());
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/octet-stream"),
+    );
+    response
+}
+
+/// Sends exactly `len` bytes of `file` down `tx`, each read on a blocking thread, so a slow
+/// client holds no thread while it catches up. A short file is reported as an error, which
+/// makes hyper abort the connection instead of ending a response shorter than announced.
+async fn stream_file(file: std::fs::File, len: u64, tx: mpsc::Sender<io::Result<Bytes>>) {
+    let mut file = Some(file);
+    let mut remaining = len;
+    while remaining > 0 {
+        let Some(mut f) = file.take() else { return };
+        let want = remaining.min(READ_SIZE as u64) as usize;
+        let read = tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut buf = BytesMut::zeroed(want);
+            let result = f.read_exact(&mut buf).map(|()| buf.freeze());
+            (f, result)
+        })
+        .await;
+        let result = match read {
+            Ok((f, result)) => {
+                file = Some(f);
+                result
+            }
+            Err(join) => Err(io::Error::other(join.to_string())),
+        };
+        let failed = result.is_err();
+        if tx.send(result).await.is_err() || failed {
+            return; // client gone, or error delivered
+        }
+        remaining -= want as u64;
+    }
+}
+
+/// A response body fed through a bounded channel by [`stream_file`].
+struct ChannelBody {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    remaining: u64,
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Ok(bytes))) => {
+                self.remaining = self.remaining.saturating_sub(bytes.len() as u64);
+                Poll::Ready(Some(Ok(Frame::data(bytes))))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => Poll::Ready(Some(Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "chunk reader stopped early",
+            )))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// `HEAD /chunks/{id}[?touch=1]`.
+async fn head(shared: &Shared, id: ChunkId, query: Option<&str>) -> Response<ResponseBody> {
+    let touch = query_param(query, "touch").is_some_and(|v| v != "0" && v != "false");
+    let store = Arc::clone(&shared.store);
+    let found = tokio::task::spawn_blocking(move || {
+        if touch {
+            store.touch(&id)
+        } else {
+            store.stat(&id)
+        }
+    })
+    .await;
+    match found {
+        Ok(Ok(Some(len))) => {
+            let mut response = empty(StatusCode::OK);
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+            response
+        }
+        Ok(Ok(None)) => empty(StatusCode::NOT_FOUND),
+        Ok(Err(e)) => internal(&e),
+        Err(join) => internal(&join),
+    }
+}
+
+/// `DELETE /chunks/{id}?grace=SECONDS` (no grace means 0).
+async fn delete(shared: &Shared, id: ChunkId, query: Option<&str>) -> Response<ResponseBody> {
+    let grace = match query_param(query, "grace").map(str::parse::<u64>) {
+        None => 0,
+        Some(Ok(secs)) => secs,
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InvalidArgument",
+                "grace must be a whole number of seconds",
+            )
+        }
+    };
+    let store = Arc::clone(&shared.store);
+    let deleted =
+        tokio::task::spawn_blocking(move || store.delete(&id, Duration::from_secs(grace))).await;
+    match deleted {
+        Ok(Ok(DeleteResult::Deleted | DeleteResult::Absent)) => empty(StatusCode::NO_CONTENT),
+        Ok(Ok(DeleteResult::TooYoung)) => error(
+            StatusCode::CONFLICT,
+            "TooYoung",
+            &format!("the chunk was written or refreshed less than {grace} s ago; kept"),
+        ),
+        Ok(Err(e)) => internal(&e),
+        Err(join) => internal(&join),
+    }
+}
+
+/// `GET /chunks?after={id}&limit={n}`.
+async fn list(shared: &Shared, query: Option<&str>) -> Response<ResponseBody> {
+    let after = match query_param(query, "after").filter(|a| !a.is_empty()) {
+        None => None,
+        Some(a) => match ChunkId::parse(a) {
+            Some(id) => Some(id),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidChunkId",
+                    "after must be a chunk id (64 lowercase hex characters)",
+                )
+            }
+        },
+    };
+    let limit = match query_param(query, "limit").map(str::parse::<usize>) {
+        None => DEFAULT_LIST_LIMIT,
+        Some(Ok(n)) => n.clamp(1, MAX_LIST_LIMIT),
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InvalidArgument",
+                "limit must be a positive whole number",
+            )
+        }
+    };
+    let store = Arc::clone(&shared.store);
+    // One more than asked tells whether another page follows.
+    let listed = tokio::task::spawn_blocking(move || store.list(after.as_ref(), limit + 1)).await;
+    match listed {
+        Ok(Ok(mut chunks)) => {
+            let next_after = if chunks.len() > limit {
+                chunks.truncate(limit);
+                chunks.last().map(|c| c.id.clone())
+            } else {
+                None
+            };
+            json(StatusCode::OK, &ChunkPage { chunks, next_after })
+        }
+        Ok(Err(e)) => internal(&e),
+        Err(join) => internal(&join),
+    }
+}
+
+/// The value of `name` in a query string (no percent-decoding: every value this API accepts
+/// is plain ASCII, and an encoded one is simply invalid).
+fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query?.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key == name).then_some(value)
+    })
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn empty(status: StatusCode) -> Response<ResponseBody> {
+    let mut response = Response::new(full(Bytes::new()));
+    *response.status_mut() = status;
+    response
+}
+
+fn full(bytes: Bytes) -> ResponseBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<ResponseBody> {
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            let mut response = Response::new(full(Bytes::from(body)));
+            *response.status_mut() = status;
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(e) => internal(&e),
+    }
+}
+
+pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response<ResponseBody> {
+    json(
+        status,
+        &ErrorBody {
+            code: code.to_owned(),
+            message: message.to_owned(),
+        },
+    )
+}
+
+fn not_found() -> Response<ResponseBody> {
+    error(StatusCode::NOT_FOUND, "NotFound", "no such chunk on this node")
+}
+
+fn too_large(max: u64) -> Response<ResponseBody> {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "TooLarge",
+        &format!("a chunk is at most {max} bytes on this node (--max-chunk-size)"),
+    )
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<ResponseBody> {
+    let mut response = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        "method not allowed here",
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    response
+}
+
+fn internal(e: &dyn std::fmt::Display) -> Response<ResponseBody> {
+    tracing::error!(error = %e, "internal error");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Internal",
+        &format!("internal error: {e}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_are_found_by_exact_name() {
+        assert_eq!(query_param(Some("grace=30"), "grace"), Some("30"));
+        assert_eq!(query_param(Some("a=1&touch=1"), "touch"), Some("1"));
+        assert_eq!(query_param(Some("touch"), "touch"), Some(""));
+        assert_eq!(query_param(Some("xgrace=3"), "grace"), None);
+        assert_eq!(query_param(None, "grace"), None);
+    }
+
+    #[test]
+    fn authorization_must_match_exactly() {
+        let mut headers = HeaderMap::new();
+        assert!(!authorized("Bearer s3cret", &headers));
+        headers.insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
+        assert!(authorized("Bearer s3cret", &headers));
+        headers.insert(header::AUTHORIZATION, "Bearer s3cres".parse().unwrap());
+        assert!(!authorized("Bearer s3cret", &headers));
+        headers.insert(header::AUTHORIZATION, "Bearer s3cret2".parse().unwrap());
+        assert!(!authorized("Bearer s3cret", &headers));
+    }
+}

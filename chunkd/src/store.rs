@@ -1,0 +1,607 @@
+//! The on-disk chunk store: the only module that touches files in the data directory.
+//!
+//! Layout of `--data-dir`:
+//!
+//! ```text
+//! node_id            the node's stable id, created once (atomically) and never changed
+//! lock               held with flock(2) while a chunkd runs, so two never share a directory
+//! corrupt_count      how many chunks the scrubber has quarantined since the directory was made
+//! chunks/ab/cd/<id>  each chunk in a file named exactly by its id, fanned out by id prefix
+//! tmp/               chunks being received; emptied at every start
+//! quarantine/        corrupt chunks moved aside by the scrubber, as <id>.<unix time>
+//! ```
+//!
+//! Every function here is blocking and must run off the async reactor (`spawn_blocking`).
+//! Paths are only ever built from a [`ChunkId`], which can only hold 64 lowercase hex
+//! characters, so no request can name a file outside the data directory.
+//!
+//! Data-safety invariants enforced here:
+//! * A chunk becomes visible under its id only after its bytes were hashed to that id and
+//!   fsynced, by a rename from `tmp/`, followed by an fsync of the directory ([`write`]).
+//!   A crash at any point leaves either no chunk or the whole chunk; leftovers in `tmp/` are
+//!   removed at the next start.
+//! * Garbage-collection grace: a delete checks the chunk's modification time and unlinks it
+//!   under the same per-id lock under which a PUT renames a chunk into place and a touch
+//!   refreshes the time, so a chunk written or refreshed within the grace period is never
+//!   deleted, however the requests interleave.
+
+pub mod write;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+
+use crate::wire::{self, ChunkInfo};
+
+pub use write::{PutResult, TempChunk};
+
+/// A validated chunk id: exactly 64 lowercase hex characters (see [`wire::is_valid_chunk_id`]).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChunkId(String);
+
+impl ChunkId {
+    pub fn parse(s: &str) -> Option<ChunkId> {
+        wire::is_valid_chunk_id(s).then(|| ChunkId(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ChunkId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Errors of the store. `Full` and `BadDigest` are the client-visible ones.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the chunk's bytes hash to {actual}, not to its id")]
+    BadDigest { actual: String },
+    #[error("no space left for the chunk")]
+    Full,
+    #[error("the upload was interrupted before the whole chunk arrived")]
+    Aborted,
+    #[error("data directory {path} is in use by another chunkd process")]
+    Locked { path: PathBuf },
+    #[error("{context} {path}: {source}")]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+/// Wraps an I/O error with what was being done to which file; a full disk or quota becomes
+/// [`StoreError::Full`] so it can be answered with 507.
+pub(crate) fn io_err(context: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+    let path = path.to_owned();
+    move |source| {
+        if is_out_of_space(&source) {
+            StoreError::Full
+        } else {
+            StoreError::Io {
+                context,
+                path,
+                source,
+            }
+        }
+    }
+}
+
+pub(crate) fn is_out_of_space(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+/// Answer to a delete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeleteResult {
+    Deleted,
+    Absent,
+    TooYoung,
+}
+
+/// Which file a check looked at, so a later action can make sure it acts on the same file and
+/// not on one a concurrent PUT renamed into its place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileIdentity {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileIdentity {
+    fn of(meta: &fs::Metadata) -> FileIdentity {
+        FileIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+}
+
+/// Result of re-hashing one chunk (scrubber).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The bytes hash to the id; `size` bytes were read.
+    Good { size: u64 },
+    /// They do not; the file read is `identity`.
+    Corrupt { size: u64, identity: FileIdentity },
+    /// The chunk was deleted meanwhile.
+    Gone,
+}
+
+const LOCK_STRIPES: usize = 256;
+const COPY_BUFFER: usize = 256 * 1024;
+
+/// The chunk store of one data directory.
+pub struct Store {
+    root: PathBuf,
+    chunks_dir: PathBuf,
+    tmp_dir: PathBuf,
+    quarantine_dir: PathBuf,
+    node_id: String,
+    capacity: u64,
+    /// Per-id locks (striped by the id's first byte): rename-into-place, touch, delete and
+    /// quarantine of one id are serialized; see the module doc.
+    stripes: Vec<Mutex<()>>,
+    used_bytes: AtomicU64,
+    chunk_count: AtomicU64,
+    corrupt_chunks: AtomicU64,
+    /// Holds the flock on `lock` for as long as the store lives.
+    _lock: File,
+}
+
+impl Store {
+    /// Opens (or creates) the data directory: takes its lock, creates the node id if needed,
+    /// empties `tmp/`, and counts the chunks present. `capacity` defaults to the size of the
+    /// file system holding the directory.
+    pub fn open(root: &Path, capacity: Option<u64>) -> Result<Store, StoreError> {
+        fs::create_dir_all(root).map_err(io_err("creating data directory", root))?;
+        let lock = lock_data_dir(root)?;
+        let chunks_dir = root.join("chunks");
+        let tmp_dir = root.join("tmp");
+        let quarantine_dir = root.join("quarantine");
+        for dir in [&chunks_dir, &tmp_dir, &quarantine_dir] {
+            create_dir_durably(dir)?;
+        }
+        empty_dir(&tmp_dir)?;
+        let node_id = load_or_create_node_id(root)?;
+        let capacity = match capacity {
+            Some(c) => c,
+            None => filesystem_size(root)?,
+        };
+        let store = Store {
+            root: root.to_owned(),
+            chunks_dir,
+            tmp_dir,
+            quarantine_dir,
+            node_id,
+            capacity,
+            stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            used_bytes: AtomicU64::new(0),
+            chunk_count: AtomicU64::new(0),
+            corrupt_chunks: AtomicU64::new(0),
+            _lock: lock,
+        };
+        let (mut count, mut used) = (0u64, 0u64);
+        store.for_each_chunk(None, |_, meta| {
+            count += 1;
+            used += meta.len();
+            true
+        })?;
+        store.chunk_count.store(count, Ordering::Relaxed);
+        store.used_bytes.store(used, Ordering::Relaxed);
+        store
+            .corrupt_chunks
+            .store(store.load_corrupt_count()?, Ordering::Relaxed);
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    pub fn used_bytes(&self) -> u64 {
+        self.used_bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn chunk_count(&self) -> u64 {
+        self.chunk_count.load(Ordering::Relaxed)
+    }
+
+    pub fn corrupt_chunks(&self) -> u64 {
+        self.corrupt_chunks.load(Ordering::Relaxed)
+    }
+
+    /// Where the chunk `id` lives: `chunks/ab/cd/<id>`.
+    pub fn chunk_path(&self, id: &ChunkId) -> PathBuf {
+        let s = id.as_str();
+        self.chunks_dir.join(&s[0..2]).join(&s[2..4]).join(s)
+    }
+
+    fn lock(&self, id: &ChunkId) -> MutexGuard<'_, ()> {
+        let stripe = usize::from_str_radix(&id.as_str()[0..2], 16).unwrap_or(0) % LOCK_STRIPES;
+        // A poisoned stripe only means another thread panicked while holding it; the
+        // filesystem state it guards is still consistent, so keep going.
+        self.stripes[stripe]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Opens the chunk for reading: the file and its length, or `None` if absent.
+    pub fn open_chunk(&self, id: &ChunkId) -> Result<Option<(File, u64)>, StoreError> {
+        let path = self.chunk_path(id);
+        match File::open(&path) {
+            Ok(file) => {
+                let len = file
+                    .metadata()
+                    .map_err(io_err("reading metadata of", &path))?
+                    .len();
+                Ok(Some((file, len)))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("opening", &path)(e)),
+        }
+    }
+
+    /// The chunk's size, or `None` if absent.
+    pub fn stat(&self, id: &ChunkId) -> Result<Option<u64>, StoreError> {
+        let path = self.chunk_path(id);
+        match fs::metadata(&path) {
+            Ok(meta) => Ok(Some(meta.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("reading metadata of", &path)(e)),
+        }
+    }
+
+    /// Refreshes the chunk's modification time (restarting its GC grace period) and returns its
+    /// size, or `None` if absent. The new time is fsynced before returning: a touch that a
+    /// crash could undo would let GC delete a chunk the gateway was told is safe.
+    pub fn touch(&self, id: &ChunkId) -> Result<Option<u64>, StoreError> {
+        let path = self.chunk_path(id);
+        let _guard = self.lock(id);
+        let file = match OpenOptions::new().write(true).open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("opening", &path)(e)),
+        };
+        file.set_modified(SystemTime::now())
+            .map_err(io_err("setting modification time of", &path))?;
+        file.sync_all().map_err(io_err("fsyncing", &path))?;
+        let len = file
+            .metadata()
+            .map_err(io_err("reading metadata of", &path))?
+            .len();
+        Ok(Some(len))
+    }
+
+    /// Deletes the chunk unless it was written or refreshed less than `grace` ago.
+    ///
+    /// GC safety rule (DESIGN.md): the age check and the unlink happen under the id's lock,
+    /// the same lock under which PUT renames and touch refreshes, so a concurrent re-put or
+    /// touch either lands before the check (and the chunk is kept) or after the unlink (and
+    /// the chunk is written again).  A modification time in the future counts as young.
+    pub fn delete(&self, id: &ChunkId, grace: Duration) -> Result<DeleteResult, StoreError> {
+        let path = self.chunk_path(id);
+        let _guard = self.lock(id);
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(DeleteResult::Absent),
+            Err(e) => return Err(io_err("reading metadata of", &path)(e)),
+        };
+        let mtime = meta
+            .modified()
+            .map_err(io_err("reading modification time of", &path))?;
+        let old_enough = match SystemTime::now().duration_since(mtime) {
+            Ok(age) => age >= grace,
+            Err(_) => false, // modified in the future: treat as just written
+        };
+        if !old_enough {
+            return Ok(DeleteResult::TooYoung);
+        }
+        fs::remove_file(&path).map_err(io_err("deleting", &path))?;
+        self.chunk_count.fetch_sub(1, Ordering::Relaxed);
+        self.used_bytes.fetch_sub(meta.len(), Ordering::Relaxed);
+        if let Some(dir) = path.parent() {
+            fsync_dir(dir)?;
+        }
+        Ok(DeleteResult::Deleted)
+    }
+
+    /// Up to `limit` chunks in id order, strictly after `after`.
+    pub fn list(&self, after: Option<&ChunkId>, limit: usize) -> Result<Vec<ChunkInfo>, StoreError> {
+        let mut out = Vec::with_capacity(limit.min(4096));
+        if limit == 0 {
+            return Ok(out);
+        }
+        self.for_each_chunk(after, |id, meta| {
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            out.push(ChunkInfo {
+                id: id.as_str().to_owned(),
+                size: meta.len(),
+                mtime,
+            });
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` for every chunk after `after`, in id order, until it returns false. Files
+    /// that are not named by a valid id are skipped.
+    fn for_each_chunk(
+        &self,
+        after: Option<&ChunkId>,
+        mut f: impl FnMut(&ChunkId, &fs::Metadata) -> bool,
+    ) -> Result<(), StoreError> {
+        let after = after.map(ChunkId::as_str);
+        for level1 in sorted_names(&self.chunks_dir)? {
+            if after.is_some_and(|a| level1.as_str() < &a[0..2]) {
+                continue;
+            }
+            let dir1 = self.chunks_dir.join(&level1);
+            for level2 in sorted_names(&dir1)? {
+                let prefix = format!("{level1}{level2}");
+                if after.is_some_and(|a| prefix.as_str() < &a[0..4]) {
+                    continue;
+                }
+                let dir2 = dir1.join(&level2);
+                for name in sorted_names(&dir2)? {
+                    let Some(id) = ChunkId::parse(&name) else {
+                        continue;
+                    };
+                    if after.is_some_and(|a| id.as_str() <= a) || !name.starts_with(&prefix) {
+                        continue;
+                    }
+                    let path = dir2.join(&name);
+                    let meta = match fs::symlink_metadata(&path) {
+                        Ok(meta) if meta.is_file() => meta,
+                        Ok(_) => continue,
+                        // Deleted between the directory read and now.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(io_err("reading metadata of", &path)(e)),
+                    };
+                    if !f(&id, &meta) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-reads the chunk and checks that it hashes to its id (the scrubber's check).
+    pub fn verify(&self, id: &ChunkId) -> Result<Verdict, StoreError> {
+        let Some((mut file, _)) = self.open_chunk(id)? else {
+            return Ok(Verdict::Gone);
+        };
+        let path = self.chunk_path(id);
+        let identity = FileIdentity::of(&file.metadata().map_err(io_err("reading metadata of", &path))?);
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; COPY_BUFFER];
+        let mut size = 0u64;
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // An unreadable chunk (I/O error on a bad sector) is as corrupt as a wrong one.
+                Err(e) if e.raw_os_error() == Some(libc::EIO) => {
+                    return Ok(Verdict::Corrupt { size, identity })
+                }
+                Err(e) => return Err(io_err("reading", &path)(e)),
+            };
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+        if hex::encode(hasher.finalize()) == id.as_str() {
+            Ok(Verdict::Good { size })
+        } else {
+            Ok(Verdict::Corrupt { size, identity })
+        }
+    }
+
+    /// Moves a corrupt chunk to `quarantine/`, provided the file at its path is still the one
+    /// that was found corrupt (a PUT may have replaced it with good bytes meanwhile). Returns
+    /// whether it was moved.
+    pub fn quarantine(&self, id: &ChunkId, identity: FileIdentity) -> Result<bool, StoreError> {
+        let path = self.chunk_path(id);
+        let _guard = self.lock(id);
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(io_err("reading metadata of", &path)(e)),
+        };
+        if FileIdentity::of(&meta) != identity {
+            return Ok(false);
+        }
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let target = self.quarantine_dir.join(format!("{id}.{stamp}"));
+        fs::rename(&path, &target).map_err(io_err("moving to quarantine", &path))?;
+        fsync_dir(&self.quarantine_dir)?;
+        if let Some(dir) = path.parent() {
+            fsync_dir(dir)?;
+        }
+        self.chunk_count.fetch_sub(1, Ordering::Relaxed);
+        self.used_bytes.fetch_sub(meta.len(), Ordering::Relaxed);
+        let corrupt = self.corrupt_chunks.fetch_add(1, Ordering::Relaxed) + 1;
+        self.save_corrupt_count(corrupt)?;
+        Ok(true)
+    }
+
+    /// The persisted count of quarantined chunks; never less than what `quarantine/` holds.
+    fn load_corrupt_count(&self) -> Result<u64, StoreError> {
+        let path = self.root.join("corrupt_count");
+        let saved = match fs::read_to_string(&path) {
+            Ok(s) => s.trim().parse::<u64>().unwrap_or(0),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(io_err("reading", &path)(e)),
+        };
+        let present = sorted_names(&self.quarantine_dir)?.len() as u64;
+        Ok(saved.max(present))
+    }
+
+    fn save_corrupt_count(&self, count: u64) -> Result<(), StoreError> {
+        write_file_atomically(&self.root, "corrupt_count", count.to_string().as_bytes())
+    }
+
+    /// Creates a temporary file for a chunk being received.
+    pub fn begin_write(&self, id: &ChunkId) -> Result<TempChunk<'_>, StoreError> {
+        TempChunk::create(self, id)
+    }
+}
+
+/// Takes an exclusive flock on `root/lock`, held until the returned file is closed (also by
+/// the kernel when the process dies, so a crashed node never blocks its restart).
+fn lock_data_dir(root: &Path) -> Result<File, StoreError> {
+    let path = root.join("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err("opening", &path))?;
+    // SAFETY: flock on a file descriptor we own; no memory is involved.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(StoreError::Locked {
+                path: root.to_owned(),
+            });
+        }
+        return Err(io_err("locking", &path)(err));
+    }
+    Ok(file)
+}
+
+fn load_or_create_node_id(root: &Path) -> Result<String, StoreError> {
+    let path = root.join("node_id");
+    match fs::read_to_string(&path) {
+        Ok(s) => {
+            let id = s.trim();
+            if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return Err(StoreError::Io {
+                    context: "invalid node id in",
+                    path,
+                    source: io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "expected letters, digits and '-'; restore the file or remove it to make this a new node",
+                    ),
+                });
+            }
+            Ok(id.to_owned())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let id = uuid::Uuid::new_v4().to_string();
+            write_file_atomically(root, "node_id", format!("{id}\n").as_bytes())?;
+            Ok(id)
+        }
+        Err(e) => Err(io_err("reading", &path)(e)),
+    }
+}
+
+/// Writes `dir/name` so that a crash leaves either the old or the new content.
+fn write_file_atomically(dir: &Path, name: &str, content: &[u8]) -> Result<(), StoreError> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let path = dir.join(name);
+    let mut file = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+    file.write_all(content).map_err(io_err("writing", &tmp))?;
+    file.sync_all().map_err(io_err("fsyncing", &tmp))?;
+    fs::rename(&tmp, &path).map_err(io_err("renaming into place", &path))?;
+    fsync_dir(dir)
+}
+
+/// Creates `dir` if missing and makes its entry durable in its parent.
+pub(crate) fn create_dir_durably(dir: &Path) -> Result<(), StoreError> {
+    match fs::create_dir(dir) {
+        Ok(()) => {
+            if let Some(parent) = dir.parent() {
+                fsync_dir(parent)?;
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_err("creating directory", dir)(e)),
+    }
+}
+
+pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsyncing directory", dir))
+}
+
+fn empty_dir(dir: &Path) -> Result<(), StoreError> {
+    for name in sorted_names(dir)? {
+        let path = dir.join(name);
+        let result = if path.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        result.map_err(io_err("removing leftover", &path))?;
+    }
+    Ok(())
+}
+
+/// Names in `dir`, sorted; an absent directory is empty.
+fn sorted_names(dir: &Path) -> Result<Vec<String>, StoreError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("listing", dir)(e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err("listing", dir))?;
+        if let Ok(name) = entry.file_name().into_string() {
+            names.push(name);
+        }
+    }
+    names.sort_unstable();
+    Ok(names)
+}
+
+fn filesystem_size(path: &Path) -> Result<u64, StoreError> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| StoreError::Io {
+        context: "measuring the file system of",
+        path: path.to_owned(),
+        source: io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"),
+    })?;
+    // SAFETY: statvfs writes into the zeroed struct we pass; c_path is a valid C string.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) };
+    if rc != 0 {
+        return Err(io_err("measuring the file system of", path)(
+            io::Error::last_os_error(),
+        ));
+    }
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    Ok(stat.f_blocks as u64 * stat.f_frsize as u64)
+}
+
+#[cfg(test)]
+mod tests;
