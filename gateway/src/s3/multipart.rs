@@ -1,0 +1,747 @@
+//! Multipart uploads: CreateMultipartUpload, UploadPart, UploadPartCopy,
+//! CompleteMultipartUpload, AbortMultipartUpload, ListParts, ListMultipartUploads.
+//!
+//! A part is written like a PutObject body (write, verify, then record the part). Completing
+//! an upload copies no data: the metadata store concatenates the parts' chunk lists into the
+//! object's manifest. Before that, the part list is validated as AWS does: ascending part
+//! numbers (`InvalidPartOrder`), parts that exist with the given ETags (`InvalidPart`), every
+//! part but the last at least 5 MiB (`EntityTooSmall`). The object's ETag is the MD5 of the
+//! concatenated binary part MD5s plus `-N`; its checksum, if the upload declared an algorithm,
+//! is COMPOSITE (checksum of the part checksums, `-N`) or FULL_OBJECT (the part CRCs combined).
+
+use crate::s3::auth;
+use crate::s3::body;
+use crate::s3::checksum::{self, Algorithm, Requested};
+use crate::s3::conditions::{self, ReadConditions};
+use crate::s3::error::{self, BodyErrorSlot};
+use crate::s3::listing::Encoding;
+use crate::s3::objects::{self, checksum_fields, StoredHeaders};
+use crate::s3::range;
+use crate::s3::{load_bucket, names, new_id, timestamp};
+use crate::state::Gateway;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use s3s::dto::*;
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+use sdfbs_metadata::{
+    now_millis, ObjectRecord, PartRecord, PartSummary, PutCondition, UploadListQuery, UploadRecord,
+};
+use std::collections::BTreeMap;
+
+/// Every part but the last must be at least this long.
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// Part numbers run from 1 to this.
+pub const MAX_PART_NUMBER: i32 = 10_000;
+
+fn check_part_number(n: i32) -> S3Result<u32> {
+    if (1..=MAX_PART_NUMBER).contains(&n) {
+        Ok(n as u32)
+    } else {
+        Err(S3Error::with_message(
+            S3ErrorCode::InvalidArgument,
+            format!("Part number must be an integer between 1 and {MAX_PART_NUMBER}, inclusive"),
+        ))
+    }
+}
+
+/// The checksum algorithm and type of a new upload, as the client asked.
+fn upload_checksum(
+    algorithm: Option<&ChecksumAlgorithm>,
+    checksum_type: Option<&ChecksumType>,
+) -> S3Result<(Option<Algorithm>, Option<&'static str>)> {
+    let algorithm = algorithm.map(|a| Algorithm::parse(a.as_str())).transpose()?;
+    let requested_type = match checksum_type.map(|t| t.as_str().to_ascii_uppercase()) {
+        None => None,
+        Some(t) if t == checksum::COMPOSITE => Some(checksum::COMPOSITE),
+        Some(t) if t == checksum::FULL_OBJECT => Some(checksum::FULL_OBJECT),
+        Some(t) => {
+            return Err(S3Error::with_message(
+                S3ErrorCode::InvalidRequest,
+                format!("Value for x-amz-checksum-type header is invalid: `{t}`"),
+            ))
+        }
+    };
+    match (algorithm, requested_type) {
+        (None, None) => Ok((None, None)),
+        (None, Some(_)) => Err(S3Error::with_message(
+            S3ErrorCode::InvalidRequest,
+            "The x-amz-checksum-type header can only be used with the x-amz-checksum-algorithm header",
+        )),
+        (Some(a), t) => {
+            let t = t.unwrap_or_else(|| a.default_type());
+            if !a.supports_type(t) {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::InvalidRequest,
+                    format!("The {} checksum type cannot be used with the {} algorithm", t, a.name()),
+                ));
+            }
+            Ok((Some(a), Some(t)))
+        }
+    }
+}
+
+fn upload_algorithm(upload: &UploadRecord) -> Option<Algorithm> {
+    upload.checksum_algorithm.as_deref().and_then(Algorithm::from_name)
+}
+
+pub async fn create(
+    gw: &Gateway,
+    req: S3Request<CreateMultipartUploadInput>,
+) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+    let caller = auth::caller(&req)?;
+    let input = req.input;
+    let bucket = load_bucket(gw, &input.bucket).await?;
+    names::check_key(&input.key)?;
+    let (algorithm, checksum_type) = upload_checksum(input.checksum_algorithm.as_ref(), input.checksum_type.as_ref())?;
+    let stored = StoredHeaders::new(
+        input.content_type,
+        input.cache_control,
+        input.content_disposition,
+        input.content_encoding,
+        input.content_language,
+        input.expires.as_ref(),
+        input.metadata,
+    );
+    let upload = UploadRecord {
+        upload_id: new_id(),
+        key: input.key.clone(),
+        initiated: now_millis(),
+        owner: caller.access_key_id().to_string(),
+        content_type: stored.content_type,
+        headers: stored.headers,
+        user_metadata: stored.user_metadata,
+        checksum_algorithm: algorithm.map(|a| a.name().to_string()),
+        checksum_type: checksum_type.map(str::to_string),
+    };
+    let upload_id = upload.upload_id.clone();
+    gw.meta.create_upload(&bucket, upload).await.map_err(error::meta)?;
+    Ok(S3Response::new(CreateMultipartUploadOutput {
+        bucket: Some(input.bucket),
+        key: Some(input.key),
+        upload_id: Some(upload_id),
+        checksum_algorithm: algorithm.map(|a| ChecksumAlgorithm::from(a.name().to_string())),
+        checksum_type: checksum_type.map(ChecksumType::from_static),
+        ..Default::default()
+    }))
+}
+
+pub async fn upload_part(gw: &Gateway, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+    let trailer_header = req
+        .headers
+        .get("x-amz-trailer")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let trailers = req.trailing_headers.clone();
+    let input = req.input;
+    let number = check_part_number(input.part_number)?;
+    let bucket = load_bucket(gw, &input.bucket).await?;
+    let upload = gw
+        .meta
+        .get_upload(&bucket, &input.key, &input.upload_id)
+        .await
+        .map_err(error::meta)?;
+    let requested = Requested::new(
+        input.checksum_algorithm.as_ref().map(|a| a.as_str()),
+        [
+            (Algorithm::Crc32, input.checksum_crc32.as_ref()),
+            (Algorithm::Crc32c, input.checksum_crc32c.as_ref()),
+            (Algorithm::Crc64Nvme, input.checksum_crc64nvme.as_ref()),
+            (Algorithm::Sha1, input.checksum_sha1.as_ref()),
+            (Algorithm::Sha256, input.checksum_sha256.as_ref()),
+        ],
+        trailer_header.as_deref(),
+        upload_algorithm(&upload),
+    )?;
+    let slot = BodyErrorSlot::default();
+    let body_stream = input
+        .body
+        .unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>()));
+    let (written, finished) = objects::store_body(
+        gw,
+        body::watch(body_stream, slot.clone()),
+        &slot,
+        &requested,
+        input.content_length,
+        input.content_md5.as_deref(),
+        trailers.as_ref(),
+    )
+    .await?;
+    let part = PartRecord {
+        number,
+        size: written.size,
+        etag: finished.etag(),
+        last_modified: now_millis(),
+        checksums: finished.stored(),
+        chunks: written.manifest,
+    };
+    let etag = part.etag.clone();
+    let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum_fields(&part.checksums);
+    gw.meta
+        .put_part(&bucket, &input.key, &input.upload_id, part, written.placements)
+        .await
+        .map_err(error::meta)?;
+    Ok(S3Response::new(UploadPartOutput {
+        e_tag: Some(ETag::Strong(etag)),
+        checksum_crc32: crc32,
+        checksum_crc32c: crc32c,
+        checksum_crc64nvme: crc64nvme,
+        checksum_sha1: sha1,
+        checksum_sha256: sha256,
+        ..Default::default()
+    }))
+}
+
+pub async fn upload_part_copy(
+    gw: &Gateway,
+    req: S3Request<UploadPartCopyInput>,
+) -> S3Result<S3Response<UploadPartCopyOutput>> {
+    let caller = auth::caller(&req)?;
+    let input = req.input;
+    let number = check_part_number(input.part_number)?;
+    let bucket = load_bucket(gw, &input.bucket).await?;
+    let upload = gw
+        .meta
+        .get_upload(&bucket, &input.key, &input.upload_id)
+        .await
+        .map_err(error::meta)?;
+    let (_, source) = objects::load_copy_source(
+        gw,
+        &caller,
+        &input.copy_source,
+        ReadConditions {
+            if_match: input.copy_source_if_match.as_ref(),
+            if_none_match: input.copy_source_if_none_match.as_ref(),
+            if_modified_since: input.copy_source_if_modified_since.as_ref(),
+            if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+        },
+    )
+    .await?;
+    let (start, end) = range::copy_source_range(input.copy_source_range.as_deref(), source.size)?;
+    // The part's bytes are read from the pipeline and written again as a new body: the range
+    // rarely falls on chunk boundaries, so the chunks of a part cannot be shared with the source.
+    let stream: BoxStream<'static, Result<Bytes, crate::pipeline::PipelineError>> = if end > start {
+        let manifest = objects::manifest_of(gw, &source).await?;
+        gw.chunks.read_range(manifest, start, end)
+    } else {
+        futures::stream::empty().boxed()
+    };
+    let requested = Requested::new(None, checksum::no_values(), None, upload_algorithm(&upload))?;
+    let slot = BodyErrorSlot::default();
+    let (written, finished) = objects::store_body(
+        gw,
+        body::watch_copy(stream, slot.clone()),
+        &slot,
+        &requested,
+        i64::try_from(end - start).ok(),
+        None,
+        None,
+    )
+    .await?;
+    let part = PartRecord {
+        number,
+        size: written.size,
+        etag: finished.etag(),
+        last_modified: now_millis(),
+        checksums: finished.stored(),
+        chunks: written.manifest,
+    };
+    let etag = part.etag.clone();
+    let last_modified = part.last_modified;
+    let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum_fields(&part.checksums);
+    gw.meta
+        .put_part(&bucket, &input.key, &input.upload_id, part, written.placements)
+        .await
+        .map_err(error::meta)?;
+    Ok(S3Response::new(UploadPartCopyOutput {
+        copy_part_result: Some(CopyPartResult {
+            e_tag: Some(ETag::Strong(etag)),
+            last_modified: Some(timestamp(last_modified)),
+            checksum_crc32: crc32,
+            checksum_crc32c: crc32c,
+            checksum_crc64nvme: crc64nvme,
+            checksum_sha1: sha1,
+            checksum_sha256: sha256,
+        }),
+        ..Default::default()
+    }))
+}
+
+/// A part named by CompleteMultipartUpload.
+#[derive(Debug)]
+pub struct ListedPart {
+    pub number: u32,
+    pub etag: Option<String>,
+    /// A checksum value the client gives for the part, with its algorithm.
+    pub checksum: Option<(Algorithm, String)>,
+}
+
+/// What CompleteMultipartUpload commits, once the part list is validated.
+#[derive(Debug, PartialEq)]
+pub struct Assembled {
+    pub etag: String,
+    pub size: u64,
+    pub parts: Vec<PartSummary>,
+    pub checksum: Option<(Algorithm, String)>,
+}
+
+/// Validates the parts a client lists against the stored parts, as AWS does, and computes the
+/// object's ETag, size and checksum.
+pub fn assemble(
+    listed: &[ListedPart],
+    stored: &BTreeMap<u32, PartRecord>,
+    algorithm: Option<Algorithm>,
+    checksum_type: Option<&str>,
+) -> S3Result<Assembled> {
+    if listed.is_empty() {
+        return Err(S3Error::with_message(
+            S3ErrorCode::MalformedXML,
+            "The XML you provided was not well-formed or did not validate against our published schema: it names no part",
+        ));
+    }
+    for pair in listed.windows(2) {
+        if pair[0].number >= pair[1].number {
+            return Err(S3Error::with_message(
+                S3ErrorCode::InvalidPartOrder,
+                "The list of parts was not in ascending order. Parts must be ordered by part number.",
+            ));
+        }
+    }
+    let invalid_part = |n: u32, why: &str| {
+        S3Error::with_message(
+            S3ErrorCode::InvalidPart,
+            format!("One or more of the specified parts could not be found or did not match: part {n} {why}"),
+        )
+    };
+    let mut chosen = Vec::with_capacity(listed.len());
+    for (i, l) in listed.iter().enumerate() {
+        let part = stored.get(&l.number).ok_or_else(|| invalid_part(l.number, "was not uploaded"))?;
+        if let Some(etag) = &l.etag {
+            let etag = etag.trim().trim_start_matches("W/").trim_matches('"');
+            if etag != part.etag {
+                return Err(invalid_part(l.number, "has another ETag"));
+            }
+        }
+        if let Some((a, v)) = &l.checksum {
+            if part.checksums.get(a.name()).map(|s| s.as_str()) != Some(v.trim()) {
+                return Err(invalid_part(l.number, "has another checksum"));
+            }
+        }
+        if i + 1 < listed.len() && part.size < MIN_PART_SIZE {
+            return Err(S3Error::with_message(
+                S3ErrorCode::EntityTooSmall,
+                format!(
+                    "Your proposed upload is smaller than the minimum allowed size: part {} is {} bytes, every part but the last must be at least {MIN_PART_SIZE} bytes",
+                    l.number, part.size
+                ),
+            ));
+        }
+        chosen.push(part);
+    }
+    let etags: Vec<&str> = chosen.iter().map(|p| p.etag.as_str()).collect();
+    let etag = checksum::multipart_etag(&etags).ok_or_else(|| {
+        S3Error::with_message(S3ErrorCode::InternalError, "a stored part ETag is not an MD5")
+    })?;
+    let checksum = match (algorithm, checksum_type) {
+        (Some(a), Some(t)) => {
+            let values: Option<Vec<&str>> = chosen
+                .iter()
+                .map(|p| p.checksums.get(a.name()).map(String::as_str))
+                .collect();
+            match values {
+                // Every part was written with the upload's algorithm computed; a part without
+                // it would be a bug, and the object then simply carries no checksum.
+                None => None,
+                Some(values) => {
+                    let value = if t == checksum::FULL_OBJECT {
+                        let with_len: Vec<(&str, u64)> =
+                            values.iter().zip(&chosen).map(|(v, p)| (*v, p.size)).collect();
+                        checksum::full_object(a, &with_len)
+                    } else {
+                        checksum::composite(a, &values)
+                    };
+                    value.map(|v| (a, v))
+                }
+            }
+        }
+        _ => None,
+    };
+    Ok(Assembled {
+        etag,
+        size: chosen.iter().map(|p| p.size).sum(),
+        parts: chosen
+            .iter()
+            .map(|p| PartSummary {
+                number: p.number,
+                size: p.size,
+                etag: p.etag.clone(),
+            })
+            .collect(),
+        checksum,
+    })
+}
+
+fn part_checksum(p: &CompletedPart) -> Option<(Algorithm, String)> {
+    [
+        (Algorithm::Crc32, &p.checksum_crc32),
+        (Algorithm::Crc32c, &p.checksum_crc32c),
+        (Algorithm::Crc64Nvme, &p.checksum_crc64nvme),
+        (Algorithm::Sha1, &p.checksum_sha1),
+        (Algorithm::Sha256, &p.checksum_sha256),
+    ]
+    .into_iter()
+    .find_map(|(a, v)| v.clone().map(|v| (a, v)))
+}
+
+pub async fn complete(
+    gw: &Gateway,
+    req: S3Request<CompleteMultipartUploadInput>,
+) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+    let caller = auth::caller(&req)?;
+    let input = req.input;
+    let bucket = load_bucket(gw, &input.bucket).await?;
+    let upload = gw
+        .meta
+        .get_upload(&bucket, &input.key, &input.upload_id)
+        .await
+        .map_err(error::meta)?;
+    let mut listed = Vec::new();
+    for p in input.multipart_upload.and_then(|m| m.parts).unwrap_or_default() {
+        let number = p.part_number.ok_or_else(|| {
+            S3Error::with_message(S3ErrorCode::MalformedXML, "a Part without a PartNumber")
+        })?;
+        listed.push(ListedPart {
+            number: check_part_number(number)?,
+            etag: p.e_tag.as_ref().map(|e| e.value().to_string()),
+            checksum: part_checksum(&p),
+        });
+    }
+    let condition = conditions::put_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+    if condition != PutCondition::None {
+        let current = gw.meta.get_object(&bucket, &input.key).await.map_err(error::meta)?;
+        conditions::precheck_put(&condition, current.as_ref())?;
+    }
+    let stored: BTreeMap<u32, PartRecord> = gw
+        .meta
+        .list_parts(&bucket, &input.key, &input.upload_id, 0, MAX_PART_NUMBER as usize)
+        .await
+        .map_err(error::meta)?
+        .into_iter()
+        .map(|p| (p.number, p))
+        .collect();
+    let algorithm = upload_algorithm(&upload);
+    let assembled = assemble(&listed, &stored, algorithm, upload.checksum_type.as_deref())?;
+    if let Some(size) = input.mpu_object_size {
+        if u64::try_from(size).ok() != Some(assembled.size) {
+            return Err(S3Error::with_message(
+                S3ErrorCode::InvalidRequest,
+                format!("x-amz-mp-object-size is {size} but the parts add up to {} bytes", assembled.size),
+            ));
+        }
+    }
+    // A whole-object checksum given by the client must match the one computed from the parts.
+    let given = [
+        (Algorithm::Crc32, &input.checksum_crc32),
+        (Algorithm::Crc32c, &input.checksum_crc32c),
+        (Algorithm::Crc64Nvme, &input.checksum_crc64nvme),
+        (Algorithm::Sha1, &input.checksum_sha1),
+        (Algorithm::Sha256, &input.checksum_sha256),
+    ];
+    for (a, v) in given {
+        if let (Some(v), Some((ours_a, ours))) = (v, &assembled.checksum) {
+            if a == *ours_a && v.trim() != ours && v.trim() != ours.split('-').next().unwrap_or_default() {
+                return Err(error::bad_digest(&format!(
+                    "x-amz-checksum-{}",
+                    a.name().to_ascii_lowercase()
+                )));
+            }
+        }
+    }
+    let mut checksums = BTreeMap::new();
+    if let Some((a, v)) = &assembled.checksum {
+        checksums.insert(a.name().to_string(), v.clone());
+    }
+    let numbers: Vec<u32> = assembled.parts.iter().map(|p| p.number).collect();
+    let record = ObjectRecord {
+        key: input.key.clone(),
+        version_id: new_id(),
+        size: assembled.size,
+        etag: assembled.etag.clone(),
+        last_modified: now_millis(),
+        content_type: upload.content_type.clone(),
+        headers: upload.headers.clone(),
+        user_metadata: upload.user_metadata.clone(),
+        checksum_type: (!checksums.is_empty()).then(|| upload.checksum_type.clone()).flatten(),
+        checksums,
+        parts: assembled.parts,
+        delete_marker: false,
+        owner: caller.access_key_id().to_string(),
+    };
+    let checksum_type = record.checksum_type.clone().map(ChecksumType::from);
+    let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum_fields(&record.checksums);
+    gw.meta
+        .complete_upload(&bucket, &input.upload_id, record, &numbers, condition)
+        .await
+        .map_err(error::meta)?;
+    Ok(S3Response::new(CompleteMultipartUploadOutput {
+        location: Some(format!("/{}/{}", input.bucket, input.key)),
+        bucket: Some(input.bucket),
+        key: Some(input.key),
+        e_tag: Some(ETag::Strong(assembled.etag)),
+        checksum_crc32: crc32,
+        checksum_crc32c: crc32c,
+        checksum_crc64nvme: crc64nvme,
+        checksum_sha1: sha1,
+        checksum_sha256: sha256,
+        checksum_type,
+        ..Default::default()
+    }))
+}
+
+pub async fn abort(
+    gw: &Gateway,
+    req: S3Request<AbortMultipartUploadInput>,
+) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+    let input = req.input;
+    let bucket = load_bucket(gw, &input.bucket).await?;
+    gw.meta
+        .abort_upload(&bucket, &input.key, &input.upload_id)
+        .await
+        .map_err(error::meta)?;
+    Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+}
+
+pub async fn list_parts(gw: &Gateway, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+    let input = req.input;
+    let bucket = load_bucket(gw, &input.bucket).await?;
+    let upload = gw
+        .meta
+        .get_upload(&bucket, &input.key, &input.upload_id)
+        .await
+        .map_err(error::meta)?;
+    let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
+    let marker = input.part_number_marker.unwrap_or(0).max(0) as u32;
+    let mut parts = gw
+        .meta
+        .list_parts(&bucket, &input.key, &input.upload_id, marker, max + 1)
+        .await
+        .map_err(error::meta)?;
+    let truncated = parts.len() > max;
+    parts.truncate(max);
+    let next = parts.last().map(|p| p.number as i32);
+    let owner = Owner {
+        id: Some(upload.owner.clone()),
+        display_name: Some(upload.owner.clone()),
+    };
+    Ok(S3Response::new(ListPartsOutput {
+        bucket: Some(input.bucket),
+        key: Some(input.key),
+        upload_id: Some(input.upload_id),
+        initiator: Some(Initiator {
+            id: owner.id.clone(),
+            display_name: owner.display_name.clone(),
+        }),
+        owner: Some(owner),
+        checksum_algorithm: upload.checksum_algorithm.clone().map(ChecksumAlgorithm::from),
+        checksum_type: upload.checksum_type.clone().map(ChecksumType::from),
+        max_parts: Some(max as i32),
+        part_number_marker: input.part_number_marker,
+        next_part_number_marker: if truncated { next } else { None },
+        is_truncated: Some(truncated),
+        storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+        parts: Some(
+            parts
+                .into_iter()
+                .map(|p| {
+                    let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum_fields(&p.checksums);
+                    Part {
+                        part_number: Some(p.number as i32),
+                        size: i64::try_from(p.size).ok(),
+                        e_tag: Some(ETag::Strong(p.etag)),
+                        last_modified: Some(timestamp(p.last_modified)),
+                        checksum_crc32: crc32,
+                        checksum_crc32c: crc32c,
+                        checksum_crc64nvme: crc64nvme,
+                        checksum_sha1: sha1,
+                        checksum_sha256: sha256,
+                    }
+                })
+                .collect(),
+        ),
+        ..Default::default()
+    }))
+}
+
+pub async fn list_uploads(
+    gw: &Gateway,
+    req: S3Request<ListMultipartUploadsInput>,
+) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+    let input = req.input;
+    let enc = Encoding::parse(input.encoding_type.as_ref())?;
+    let bucket = load_bucket(gw, &input.bucket).await?;
+    let max = input.max_uploads.unwrap_or(1000).clamp(0, 1000) as usize;
+    let query = UploadListQuery {
+        prefix: input.prefix.clone().unwrap_or_default(),
+        delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
+        key_marker: input.key_marker.clone().filter(|m| !m.is_empty()),
+        upload_id_marker: input.upload_id_marker.clone().filter(|m| !m.is_empty()),
+        max_uploads: max,
+    };
+    let page = gw.meta.list_uploads(&bucket, &query).await.map_err(error::meta)?;
+    let uploads = page
+        .uploads
+        .into_iter()
+        .map(|u| {
+            let who = Some(u.owner.clone());
+            MultipartUpload {
+                key: Some(enc.apply(u.key)),
+                upload_id: Some(u.upload_id),
+                initiated: Some(timestamp(u.initiated)),
+                initiator: Some(Initiator {
+                    id: who.clone(),
+                    display_name: who.clone(),
+                }),
+                owner: Some(Owner {
+                    id: who.clone(),
+                    display_name: who,
+                }),
+                checksum_algorithm: u.checksum_algorithm.map(ChecksumAlgorithm::from),
+                checksum_type: u.checksum_type.map(ChecksumType::from),
+                storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+            }
+        })
+        .collect();
+    let common_prefixes: Vec<CommonPrefix> = page
+        .common_prefixes
+        .into_iter()
+        .map(|p| CommonPrefix {
+            prefix: Some(enc.apply(p)),
+        })
+        .collect();
+    Ok(S3Response::new(ListMultipartUploadsOutput {
+        bucket: Some(input.bucket),
+        prefix: Some(enc.apply(input.prefix.unwrap_or_default())),
+        delimiter: enc.opt(input.delimiter),
+        key_marker: Some(enc.apply(input.key_marker.unwrap_or_default())),
+        upload_id_marker: Some(input.upload_id_marker.unwrap_or_default()),
+        next_key_marker: enc.opt(page.next_key_marker),
+        next_upload_id_marker: page.next_upload_id_marker,
+        encoding_type: enc.echo(),
+        max_uploads: Some(max as i32),
+        is_truncated: Some(page.is_truncated),
+        uploads: Some(uploads),
+        common_prefixes: (!common_prefixes.is_empty()).then_some(common_prefixes),
+        request_charged: None,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use s3s::crypto::{Checksum as _, Md5};
+
+    fn part(number: u32, size: u64, body: &[u8]) -> PartRecord {
+        PartRecord {
+            number,
+            size,
+            etag: hex::encode(Md5::checksum(body)),
+            last_modified: 0,
+            checksums: BTreeMap::new(),
+            chunks: vec![],
+        }
+    }
+
+    fn listed(number: u32, etag: Option<&str>) -> ListedPart {
+        ListedPart {
+            number,
+            etag: etag.map(str::to_string),
+            checksum: None,
+        }
+    }
+
+    fn stored(parts: Vec<PartRecord>) -> BTreeMap<u32, PartRecord> {
+        parts.into_iter().map(|p| (p.number, p)).collect()
+    }
+
+    #[test]
+    fn assembles_a_valid_list() {
+        let s = stored(vec![part(1, MIN_PART_SIZE, b"a"), part(2, MIN_PART_SIZE, b"b"), part(3, 10, b"c")]);
+        let e1 = s[&1].etag.clone();
+        let a = assemble(
+            &[listed(1, Some(&format!("\"{e1}\""))), listed(3, None)],
+            &s,
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(a.size, MIN_PART_SIZE + 10);
+        assert_eq!(a.parts.iter().map(|p| p.number).collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(
+            Some(a.etag),
+            checksum::multipart_etag(&[&s[&1].etag, &s[&3].etag])
+        );
+        assert!(a.checksum.is_none());
+    }
+
+    #[test]
+    fn rejects_bad_lists_with_aws_codes() {
+        let s = stored(vec![part(1, 100, b"a"), part(2, MIN_PART_SIZE, b"b"), part(3, 10, b"c")]);
+        let code = |l: &[ListedPart]| assemble(l, &s, None, None).unwrap_err().code().clone();
+        assert_eq!(code(&[listed(2, None), listed(1, None)]), S3ErrorCode::InvalidPartOrder);
+        assert_eq!(code(&[listed(2, None), listed(2, None)]), S3ErrorCode::InvalidPartOrder);
+        assert_eq!(code(&[listed(4, None)]), S3ErrorCode::InvalidPart);
+        assert_eq!(code(&[listed(2, Some("0123"))]), S3ErrorCode::InvalidPart);
+        assert_eq!(code(&[listed(1, None), listed(2, None)]), S3ErrorCode::EntityTooSmall);
+        assert_eq!(code(&[]), S3ErrorCode::MalformedXML);
+        // A small last part is fine, and so is a single small part.
+        assert!(assemble(&[listed(2, None), listed(3, None)], &s, None, None).is_ok());
+        assert!(assemble(&[listed(1, None)], &s, None, None).is_ok());
+    }
+
+    #[test]
+    fn checksums_of_multipart_objects() {
+        let mut p1 = part(1, MIN_PART_SIZE, b"a");
+        let mut p2 = part(2, 3, b"b");
+        let d1 = vec![7u8; MIN_PART_SIZE as usize];
+        let d2 = b"xyz".to_vec();
+        let crc = |d: &[u8]| {
+            let mut h = checksum::BodyDigests::new([Algorithm::Crc32c]);
+            crate::pipeline::BodyHasher::update(&mut h, d);
+            h.finish().checksums[&Algorithm::Crc32c].clone()
+        };
+        p1.checksums.insert("CRC32C".into(), crc(&d1));
+        p2.checksums.insert("CRC32C".into(), crc(&d2));
+        let s = stored(vec![p1.clone(), p2.clone()]);
+        let l = [listed(1, None), listed(2, None)];
+        let full = assemble(&l, &s, Some(Algorithm::Crc32c), Some(checksum::FULL_OBJECT)).unwrap();
+        let whole = [d1.clone(), d2.clone()].concat();
+        assert_eq!(full.checksum, Some((Algorithm::Crc32c, crc(&whole))));
+        let comp = assemble(&l, &s, Some(Algorithm::Crc32c), Some(checksum::COMPOSITE)).unwrap();
+        let expected = checksum::composite(Algorithm::Crc32c, &[&p1.checksums["CRC32C"], &p2.checksums["CRC32C"]]);
+        assert_eq!(comp.checksum.map(|c| c.1), expected);
+        assert!(expected.is_some_and(|v| v.ends_with("-2")));
+        // A part checksum the client names must match the stored one.
+        let mut bad = listed(1, None);
+        bad.checksum = Some((Algorithm::Crc32c, "AAAAAA==".into()));
+        let e = assemble(&[bad, listed(2, None)], &s, None, None).unwrap_err();
+        assert_eq!(*e.code(), S3ErrorCode::InvalidPart);
+    }
+
+    #[test]
+    fn upload_checksum_settings() {
+        let a = |s: &'static str| ChecksumAlgorithm::from_static(s);
+        let t = |s: &'static str| ChecksumType::from_static(s);
+        assert_eq!(upload_checksum(None, None).unwrap(), (None, None));
+        assert_eq!(
+            upload_checksum(Some(&a("CRC32")), None).unwrap(),
+            (Some(Algorithm::Crc32), Some(checksum::COMPOSITE))
+        );
+        assert_eq!(
+            upload_checksum(Some(&a("CRC64NVME")), None).unwrap(),
+            (Some(Algorithm::Crc64Nvme), Some(checksum::FULL_OBJECT))
+        );
+        assert!(upload_checksum(Some(&a("SHA256")), Some(&t("FULL_OBJECT"))).is_err());
+        assert!(upload_checksum(None, Some(&t("COMPOSITE"))).is_err());
+        assert!(upload_checksum(Some(&a("CRC32")), Some(&t("BOGUS"))).is_err());
+    }
+}

@@ -1,0 +1,602 @@
+//! Single objects: PutObject, GetObject, HeadObject, DeleteObject, DeleteObjects, CopyObject.
+//!
+//! A PUT follows the ordering rule of the module (`mod.rs`): validate, write the body through
+//! the pipeline, verify Content-MD5 and the x-amz-checksum-* values against what the body really
+//! was, then commit. A GET streams the chunks of the selected bytes straight from the pipeline.
+//! A copy writes no data: the new object row points at the source's manifest.
+
+use crate::s3::auth::{self, Caller};
+use crate::s3::body;
+use crate::s3::checksum::{self, Algorithm, BodyDigests, Finished, Requested};
+use crate::s3::conditions::{self, ReadConditions};
+use crate::s3::error::{self, BodyErrorSlot};
+use crate::s3::range::{self, Selection};
+use crate::s3::{load_bucket, names, new_id, timestamp};
+use crate::pipeline::WrittenData;
+use crate::state::Gateway;
+use bytes::Bytes;
+use futures::Stream;
+use s3s::dto::*;
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+use sdfbs_metadata::{now_millis, BucketRecord, ObjectRecord, Permission, PutCondition};
+use std::collections::BTreeMap;
+
+/// Header names of the stored headers other than Content-Type (ObjectRecord::headers).
+const CACHE_CONTROL: &str = "cache-control";
+const CONTENT_DISPOSITION: &str = "content-disposition";
+const CONTENT_ENCODING: &str = "content-encoding";
+const CONTENT_LANGUAGE: &str = "content-language";
+const EXPIRES: &str = "expires";
+
+/// What S3 answers as Content-Type for an object stored without one.
+const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
+
+/// The headers an object carries, as stored.
+pub struct StoredHeaders {
+    pub content_type: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    pub user_metadata: BTreeMap<String, String>,
+}
+
+impl StoredHeaders {
+    pub fn new(
+        content_type: Option<String>,
+        cache_control: Option<String>,
+        content_disposition: Option<String>,
+        content_encoding: Option<String>,
+        content_language: Option<String>,
+        expires: Option<&Timestamp>,
+        metadata: Option<Metadata>,
+    ) -> StoredHeaders {
+        let mut headers = BTreeMap::new();
+        let mut put = |name: &str, v: Option<String>| {
+            if let Some(v) = v {
+                headers.insert(name.to_string(), v);
+            }
+        };
+        put(CACHE_CONTROL, cache_control);
+        put(CONTENT_DISPOSITION, content_disposition);
+        put(CONTENT_ENCODING, content_encoding);
+        put(CONTENT_LANGUAGE, content_language);
+        put(EXPIRES, expires.and_then(http_date));
+        StoredHeaders {
+            content_type,
+            headers,
+            user_metadata: metadata
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
+        }
+    }
+}
+
+fn http_date(ts: &Timestamp) -> Option<String> {
+    let mut out = Vec::new();
+    ts.format(TimestampFormat::HttpDate, &mut out).ok()?;
+    String::from_utf8(out).ok()
+}
+
+fn parse_http_date(s: &str) -> Option<Timestamp> {
+    Timestamp::parse(TimestampFormat::HttpDate, s).ok()
+}
+
+/// Writes a body through the pipeline and verifies it: the one path by which client bytes
+/// become chunks (PutObject, UploadPart, UploadPartCopy). Returns the written chunks and the
+/// digests; the caller commits. Nothing is committed here, so an error leaves nothing visible.
+pub async fn store_body<S, E>(
+    gw: &Gateway,
+    body: S,
+    slot: &BodyErrorSlot,
+    requested: &Requested,
+    declared_len: Option<i64>,
+    content_md5: Option<&str>,
+    trailers: Option<&s3s::TrailingHeaders>,
+) -> S3Result<(WrittenData, Finished)>
+where
+    S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let digests = BodyDigests::new(requested.compute.iter().copied());
+    let (written, digests) = gw
+        .chunks
+        .write_body(body, digests)
+        .await
+        .map_err(|e| error::pipeline(e, Some(slot)))?;
+    if let Some(len) = declared_len {
+        if u64::try_from(len).ok() != Some(written.size) {
+            return Err(S3Error::with_message(
+                S3ErrorCode::IncompleteBody,
+                format!(
+                    "You did not provide the number of bytes specified by the Content-Length HTTP header ({len} declared, {} received)",
+                    written.size
+                ),
+            ));
+        }
+    }
+    let finished = digests.finish();
+    let expected = requested.expected(trailers)?;
+    checksum::verify(&finished, content_md5, &expected)?;
+    Ok((written, finished))
+}
+
+/// The checksum values of a write, in the order of the `x-amz-checksum-*` output fields.
+pub fn checksum_fields(
+    checksums: &BTreeMap<String, String>,
+) -> [Option<String>; 5] {
+    checksum::ALL.map(|a| checksums.get(a.name()).cloned())
+}
+
+pub async fn put(gw: &Gateway, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+    let caller = auth::caller(&req)?;
+    let trailer_header = req
+        .headers
+        .get("x-amz-trailer")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let trailers = req.trailing_headers.clone();
+    let input = req.input;
+
+    // 1. Validate, before reading the body.
+    let bucket = load_bucket(gw, &input.bucket).await?;
+    names::check_key(&input.key)?;
+    let condition = conditions::put_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+    if condition != PutCondition::None {
+        let current = gw.meta.get_object(&bucket, &input.key).await.map_err(error::meta)?;
+        conditions::precheck_put(&condition, current.as_ref())?;
+    }
+    let requested = Requested::new(
+        input.checksum_algorithm.as_ref().map(|a| a.as_str()),
+        [
+            (Algorithm::Crc32, input.checksum_crc32.as_ref()),
+            (Algorithm::Crc32c, input.checksum_crc32c.as_ref()),
+            (Algorithm::Crc64Nvme, input.checksum_crc64nvme.as_ref()),
+            (Algorithm::Sha1, input.checksum_sha1.as_ref()),
+            (Algorithm::Sha256, input.checksum_sha256.as_ref()),
+        ],
+        trailer_header.as_deref(),
+        None,
+    )?;
+    let stored = StoredHeaders::new(
+        input.content_type,
+        input.cache_control,
+        input.content_disposition,
+        input.content_encoding,
+        input.content_language,
+        input.expires.as_ref(),
+        input.metadata,
+    );
+
+    // 2. Write the chunks and 3. verify what was received.
+    let slot = BodyErrorSlot::default();
+    let body_stream = input.body.unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>()));
+    let (written, finished) = store_body(
+        gw,
+        body::watch(body_stream, slot.clone()),
+        &slot,
+        &requested,
+        input.content_length,
+        input.content_md5.as_deref(),
+        trailers.as_ref(),
+    )
+    .await?;
+
+    // 4. Commit: the only step that makes the object visible.
+    let checksums = finished.stored();
+    let record = ObjectRecord {
+        key: input.key,
+        version_id: new_id(),
+        size: written.size,
+        etag: finished.etag(),
+        last_modified: now_millis(),
+        content_type: stored.content_type,
+        headers: stored.headers,
+        user_metadata: stored.user_metadata,
+        checksum_type: (!checksums.is_empty()).then(|| checksum::FULL_OBJECT.to_string()),
+        checksums,
+        parts: Vec::new(),
+        delete_marker: false,
+        owner: caller.access_key_id().to_string(),
+    };
+    let etag = record.etag.clone();
+    let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum_fields(&record.checksums);
+    let checksum_type = record.checksum_type.clone().map(ChecksumType::from);
+    gw.meta
+        .commit_object(&bucket, record, written.manifest, written.placements, condition)
+        .await
+        .map_err(error::meta)?;
+    Ok(S3Response::new(PutObjectOutput {
+        e_tag: Some(ETag::Strong(etag)),
+        checksum_crc32: crc32,
+        checksum_crc32c: crc32c,
+        checksum_crc64nvme: crc64nvme,
+        checksum_sha1: sha1,
+        checksum_sha256: sha256,
+        checksum_type,
+        ..Default::default()
+    }))
+}
+
+/// The current object under a key, or `NoSuchKey`.
+pub async fn load_object(gw: &Gateway, bucket: &BucketRecord, key: &str) -> S3Result<ObjectRecord> {
+    match gw.meta.get_object(bucket, key).await.map_err(error::meta)? {
+        Some(o) if !o.delete_marker => Ok(o),
+        _ => Err(S3Error::with_message(
+            S3ErrorCode::NoSuchKey,
+            "The specified key does not exist.",
+        )),
+    }
+}
+
+/// The headers common to GET and HEAD answers.
+struct ObjectView {
+    cache_control: Option<String>,
+    content_disposition: Option<String>,
+    content_encoding: Option<String>,
+    content_language: Option<String>,
+    content_type: Option<String>,
+    expires: Option<Timestamp>,
+    metadata: Option<Metadata>,
+    e_tag: Option<ETag>,
+    last_modified: Option<Timestamp>,
+    checksums: [Option<String>; 5],
+    checksum_type: Option<ChecksumType>,
+}
+
+fn view(object: &ObjectRecord, selection: &Selection, checksum_mode: Option<&ChecksumMode>) -> ObjectView {
+    let h = |name: &str| object.headers.get(name).cloned();
+    // Checksums describe the whole object: returned only when asked for, never for a range.
+    let with_checksums =
+        checksum_mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED)) && selection.is_whole();
+    let (checksums, checksum_type) = if with_checksums {
+        (
+            checksum_fields(&object.checksums),
+            object.checksum_type.clone().map(ChecksumType::from),
+        )
+    } else {
+        (Default::default(), None)
+    };
+    ObjectView {
+        cache_control: h(CACHE_CONTROL),
+        content_disposition: h(CONTENT_DISPOSITION),
+        content_encoding: h(CONTENT_ENCODING),
+        content_language: h(CONTENT_LANGUAGE),
+        content_type: Some(
+            object
+                .content_type
+                .clone()
+                .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.to_string()),
+        ),
+        expires: object.headers.get(EXPIRES).and_then(|s| parse_http_date(s)),
+        metadata: (!object.user_metadata.is_empty()).then(|| {
+            object
+                .user_metadata
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        }),
+        e_tag: Some(ETag::Strong(object.etag.clone())),
+        last_modified: Some(timestamp(object.last_modified)),
+        checksums,
+        checksum_type,
+    }
+}
+
+fn content_length(selection: &Selection) -> Option<i64> {
+    i64::try_from(selection.len()).ok()
+}
+
+pub async fn get(gw: &Gateway, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+    let input = req.input;
+    let bucket = load_bucket(gw, &input.bucket).await?;
+    let object = load_object(gw, &bucket, &input.key).await?;
+    ReadConditions {
+        if_match: input.if_match.as_ref(),
+        if_none_match: input.if_none_match.as_ref(),
+        if_modified_since: input.if_modified_since.as_ref(),
+        if_unmodified_since: input.if_unmodified_since.as_ref(),
+    }
+    .check_read(&object)?;
+    let selection = range::resolve(input.range.as_ref(), input.part_number, &object)?;
+    let body = if selection.len() == 0 {
+        StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
+    } else {
+        let manifest = gw
+            .meta
+            .get_manifest(&object.version_id)
+            .await
+            .map_err(error::meta)?;
+        body::response(gw.chunks.read_range(manifest, selection.start, selection.end))
+    };
+    let v = view(&object, &selection, input.checksum_mode.as_ref());
+    let [crc32, crc32c, crc64nvme, sha1, sha256] = v.checksums;
+    Ok(S3Response::new(GetObjectOutput {
+        body: Some(body),
+        accept_ranges: Some("bytes".into()),
+        content_length: content_length(&selection),
+        content_range: selection.content_range,
+        parts_count: selection.parts_count,
+        cache_control: v.cache_control,
+        content_disposition: v.content_disposition,
+        content_encoding: v.content_encoding,
+        content_language: v.content_language,
+        content_type: v.content_type,
+        expires: v.expires,
+        metadata: v.metadata,
+        e_tag: v.e_tag,
+        last_modified: v.last_modified,
+        checksum_crc32: crc32,
+        checksum_crc32c: crc32c,
+        checksum_crc64nvme: crc64nvme,
+        checksum_sha1: sha1,
+        checksum_sha256: sha256,
+        checksum_type: v.checksum_type,
+        ..Default::default()
+    }))
+}
+
+pub async fn head(gw: &Gateway, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+    let input = req.input;
+    let bucket = load_bucket(gw, &input.bucket).await?;
+    let object = load_object(gw, &bucket, &input.key).await?;
+    ReadConditions {
+        if_match: input.if_match.as_ref(),
+        if_none_match: input.if_none_match.as_ref(),
+        if_modified_since: input.if_modified_since.as_ref(),
+        if_unmodified_since: input.if_unmodified_since.as_ref(),
+    }
+    .check_read(&object)?;
+    let selection = range::resolve(input.range.as_ref(), input.part_number, &object)?;
+    let v = view(&object, &selection, input.checksum_mode.as_ref());
+    let [crc32, crc32c, crc64nvme, sha1, sha256] = v.checksums;
+    let mut resp = S3Response::new(HeadObjectOutput {
+        accept_ranges: Some("bytes".into()),
+        content_length: content_length(&selection),
+        parts_count: selection.parts_count,
+        cache_control: v.cache_control,
+        content_disposition: v.content_disposition,
+        content_encoding: v.content_encoding,
+        content_language: v.content_language,
+        content_type: v.content_type,
+        expires: v.expires,
+        metadata: v.metadata,
+        e_tag: v.e_tag,
+        last_modified: v.last_modified,
+        checksum_crc32: crc32,
+        checksum_crc32c: crc32c,
+        checksum_crc64nvme: crc64nvme,
+        checksum_sha1: sha1,
+        checksum_sha256: sha256,
+        checksum_type: v.checksum_type,
+        content_range: selection.content_range.clone(),
+        ..Default::default()
+    });
+    if selection.content_range.is_some() {
+        resp.status = Some(http::StatusCode::PARTIAL_CONTENT);
+    }
+    Ok(resp)
+}
+
+pub async fn delete(gw: &Gateway, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+    let input = req.input;
+    let bucket = load_bucket(gw, &input.bucket).await?;
+    // S3 answers 204 whether or not there was an object.
+    gw.meta
+        .delete_object(&bucket, &input.key)
+        .await
+        .map_err(error::meta)?;
+    Ok(S3Response::new(DeleteObjectOutput::default()))
+}
+
+/// DeleteObjects accepts at most this many keys per request (as AWS does).
+const MAX_DELETE_KEYS: usize = 1000;
+
+pub async fn delete_many(
+    gw: &Gateway,
+    req: S3Request<DeleteObjectsInput>,
+) -> S3Result<S3Response<DeleteObjectsOutput>> {
+    let input = req.input;
+    let bucket = load_bucket(gw, &input.bucket).await?;
+    let objects = input.delete.objects;
+    if objects.is_empty() || objects.len() > MAX_DELETE_KEYS {
+        return Err(S3Error::with_message(
+            S3ErrorCode::MalformedXML,
+            format!("a DeleteObjects request names between 1 and {MAX_DELETE_KEYS} keys"),
+        ));
+    }
+    let quiet = input.delete.quiet.unwrap_or(false);
+    let mut deleted = Vec::new();
+    let mut errors = Vec::new();
+    for object in objects {
+        let result = match names::check_key(&object.key) {
+            Ok(()) => gw
+                .meta
+                .delete_object(&bucket, &object.key)
+                .await
+                .map_err(error::meta),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(_) => {
+                if !quiet {
+                    deleted.push(DeletedObject {
+                        key: Some(object.key),
+                        ..Default::default()
+                    });
+                }
+            }
+            Err(e) => errors.push(s3s::dto::Error {
+                code: Some(e.code().as_str().to_string()),
+                message: e.message().map(str::to_string),
+                key: Some(object.key),
+                version_id: None,
+            }),
+        }
+    }
+    Ok(S3Response::new(DeleteObjectsOutput {
+        deleted: Some(deleted),
+        errors: (!errors.is_empty()).then_some(errors),
+        ..Default::default()
+    }))
+}
+
+/// The bucket and key of an `x-amz-copy-source`; versions other than `null` do not exist
+/// (buckets are not versioned yet).
+pub fn copy_source(source: &CopySource) -> S3Result<(String, String)> {
+    match source {
+        CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } => {
+            if version_id.as_deref().is_some_and(|v| v != "null") {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::NoSuchVersion,
+                    "The specified version does not exist (buckets are not versioned)",
+                ));
+            }
+            names::check_bucket_name(bucket)?;
+            names::check_key(key)?;
+            Ok((bucket.to_string(), key.to_string()))
+        }
+        _ => Err(S3Error::with_message(
+            S3ErrorCode::NotImplemented,
+            "copy sources must be bucket/key (access points and outposts are not supported)",
+        )),
+    }
+}
+
+/// Loads a copy source the caller may read, checking its `x-amz-copy-source-if-*` conditions.
+pub async fn load_copy_source(
+    gw: &Gateway,
+    caller: &Caller,
+    source: &CopySource,
+    conditions: ReadConditions<'_>,
+) -> S3Result<(BucketRecord, ObjectRecord)> {
+    let (bucket_name, key) = copy_source(source)?;
+    caller.require(&bucket_name, Permission::Read)?;
+    let bucket = load_bucket(gw, &bucket_name).await?;
+    let object = load_object(gw, &bucket, &key).await?;
+    conditions.check_copy_source(&object)?;
+    Ok((bucket, object))
+}
+
+/// The manifest of `object`, checked to cover exactly its size (a concurrent overwrite of the
+/// source may have released it between the two reads: then the copy fails rather than commit a
+/// manifest that does not match the object row).
+pub async fn manifest_of(
+    gw: &Gateway,
+    object: &ObjectRecord,
+) -> S3Result<Vec<sdfbs_metadata::ManifestEntry>> {
+    let manifest = gw
+        .meta
+        .get_manifest(&object.version_id)
+        .await
+        .map_err(error::meta)?;
+    let total: u64 = manifest.iter().map(|e| e.size).sum();
+    if total != object.size {
+        return Err(S3Error::with_message(
+            S3ErrorCode::NoSuchKey,
+            "The copy source was replaced or deleted while it was being copied; retry",
+        ));
+    }
+    Ok(manifest)
+}
+
+pub async fn copy(gw: &Gateway, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+    let caller = auth::caller(&req)?;
+    let input = req.input;
+    let dst_bucket = load_bucket(gw, &input.bucket).await?;
+    names::check_key(&input.key)?;
+    let (src_bucket, source) = load_copy_source(
+        gw,
+        &caller,
+        &input.copy_source,
+        ReadConditions {
+            if_match: input.copy_source_if_match.as_ref(),
+            if_none_match: input.copy_source_if_none_match.as_ref(),
+            if_modified_since: input.copy_source_if_modified_since.as_ref(),
+            if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+        },
+    )
+    .await?;
+    let replace = match input.metadata_directive.as_ref().map(|d| d.as_str()) {
+        None | Some(MetadataDirective::COPY) => false,
+        Some(MetadataDirective::REPLACE) => true,
+        Some(other) => {
+            return Err(S3Error::with_message(
+                S3ErrorCode::InvalidArgument,
+                format!("Unknown metadata directive `{other}`"),
+            ))
+        }
+    };
+    if !replace && src_bucket.id == dst_bucket.id && source.key == input.key {
+        return Err(S3Error::with_message(
+            S3ErrorCode::InvalidRequest,
+            "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
+        ));
+    }
+    if let Some(a) = input.checksum_algorithm.as_ref() {
+        let a = Algorithm::parse(a.as_str())?;
+        if !source.checksums.contains_key(a.name()) {
+            return Err(S3Error::with_message(
+                S3ErrorCode::NotImplemented,
+                "a copy cannot compute a new checksum algorithm (copies move no data); copy with the source's algorithm",
+            ));
+        }
+    }
+    let stored = if replace {
+        StoredHeaders::new(
+            input.content_type,
+            input.cache_control,
+            input.content_disposition,
+            input.content_encoding,
+            input.content_language,
+            input.expires.as_ref(),
+            input.metadata,
+        )
+    } else {
+        StoredHeaders {
+            content_type: source.content_type.clone(),
+            headers: source.headers.clone(),
+            user_metadata: source.user_metadata.clone(),
+        }
+    };
+    let manifest = manifest_of(gw, &source).await?;
+    let record = ObjectRecord {
+        key: input.key,
+        version_id: new_id(),
+        size: source.size,
+        etag: source.etag.clone(),
+        last_modified: now_millis(),
+        content_type: stored.content_type,
+        headers: stored.headers,
+        user_metadata: stored.user_metadata,
+        checksums: source.checksums.clone(),
+        checksum_type: source.checksum_type.clone(),
+        parts: source.parts.clone(),
+        delete_marker: false,
+        owner: caller.access_key_id().to_string(),
+    };
+    let last_modified = record.last_modified;
+    // No placements: the chunks are already recorded with their replicas; the commit adds one
+    // ref per manifest entry for the new version.
+    gw.meta
+        .commit_object(&dst_bucket, record, manifest, Vec::new(), PutCondition::None)
+        .await
+        .map_err(error::meta)?;
+    let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum_fields(&source.checksums);
+    Ok(S3Response::new(CopyObjectOutput {
+        copy_object_result: Some(CopyObjectResult {
+            e_tag: Some(ETag::Strong(source.etag)),
+            last_modified: Some(timestamp(last_modified)),
+            checksum_crc32: crc32,
+            checksum_crc32c: crc32c,
+            checksum_crc64nvme: crc64nvme,
+            checksum_sha1: sha1,
+            checksum_sha256: sha256,
+            checksum_type: source.checksum_type.map(ChecksumType::from),
+        }),
+        ..Default::default()
+    }))
+}
