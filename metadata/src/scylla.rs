@@ -1,1 +1,126 @@
-//! The ScyllaDB/Cassandra backend. (Being written; see issue 3.)
+//! The ScyllaDB/Cassandra backend: many stateless gateways share one cluster.
+//!
+//! [`ScyllaStore::connect`] creates the keyspace and tables when missing (`schema.cql`, in this
+//! crate) and prepares every statement once. All statements run at `LOCAL_QUORUM` (the Paxos
+//! phase of lightweight transactions at `LOCAL_SERIAL`), both configurable in [`ScyllaConfig`].
+//! Every scan is paged; no statement uses `ALLOW FILTERING` or a secondary index.
+//!
+//! # Where lightweight transactions are used, and why not elsewhere
+//!
+//! Cassandra orders plain writes by their (client or coordinator clock) timestamps and LWTs by
+//! Paxos ballots. Mixing both on one row can let a plain write with a later timestamp silently
+//! override a Paxos decision, or an LWT read a state a plain write is about to replace. So a
+//! table is either written only through LWTs or not at all through them:
+//! * `buckets`, `access_keys`, `leases`, `settings`: every write is an LWT (unique names,
+//!   unique key ids, one lease holder, one stored value).
+//! * `objects`: every write is an LWT on `version_id`, a compare-and-set of the current
+//!   version. This makes `If-None-Match: *` and `If-Match` atomic, and it also tells each
+//!   commit exactly which version it replaced, so that version's refs are released exactly
+//!   once even when two gateways overwrite one key at the same moment.
+//! * `manifests`, `chunk_refs`, `uploads`, `parts`, `nodes`: plain writes only. Their rows are
+//!   keyed by ids unique to one writer (version ids, ref ids, upload ids), or carry state a
+//!   single writer owns (a node's heartbeat).
+//! * `chunks` is the one deliberate exception: commits and repair update it with plain,
+//!   idempotent writes (`replicas = replicas + {..}`, `unreferenced_since = 0`), and garbage
+//!   collection deletes a row with `DELETE ... IF unreferenced_since = <observed>`, so a chunk
+//!   that a commit marked referenced again after GC looked at it is not deleted. The Paxos read
+//!   sees every plain write that completed at quorum before it. A plain write racing the delete
+//!   itself wins when its timestamp is later, which leaves the row with the new replicas and
+//!   `unreferenced_since = 0`; and `delete_chunk_if_unreferenced` re-checks
+//!   the refs after deleting and restores the row if a ref appeared. (The remaining window
+//!   needs a chunk unreferenced for the whole GC grace period to be reused within the
+//!   milliseconds of the delete by a gateway whose clock lags; chunkd's own grace period
+//!   still protects the bytes.)
+//!
+//! # Commit order, and what a reader sees if a gateway dies midway
+//!
+//! A commit (`commit_object`) writes, in this order:
+//! 1. for each chunk: its refs (`chunk_refs`, `obj/<version id>#<index>`, one per manifest
+//!    entry), then its `chunks` row
+//!    (replicas, `unreferenced_since = 0`); and the manifest rows of the new version;
+//! 2. the object row, by LWT (the commit point): the version becomes visible at once, whole;
+//! 3. the release of the replaced version: its refs, its manifest, and the unreferenced mark
+//!    of chunks left without refs.
+//!
+//! Killed before 2: the new version's manifest and refs exist but no object row points at
+//! them. Readers still see the old version (or nothing); the chunks stay referenced, so they
+//! are garbage that is never collected automatically (they cannot become dangling). Killed
+//! during 3: the object row already shows the new version; the old version's leftover refs
+//! keep its chunks alive (garbage again, never a dangling object). There is no state in which
+//! an object row names a manifest or chunk whose refs are gone: refs are only ever released
+//! for a version no object row points at any more.
+//!
+//! The same holds for multipart: a part's refs are written before its row, and completion
+//! commits the object row (with its own refs) before the parts' refs are released.
+//!
+//! # Leases
+//!
+//! A lease row holds `(holder, expires_at)`, both written only by LWTs. CQL conditions cannot
+//! express `IF expires_at < now OR holder = me`, so acquisition is a compare-and-set on what
+//! was observed: `INSERT ... IF NOT EXISTS` for a free lease, `UPDATE ... IF holder = me` to
+//! renew, `UPDATE ... IF holder = <seen> AND expires_at = <seen>` to take an expired one. Of
+//! two gateways taking the same expired lease, only one matches the observed values. Expiry
+//! is compared with the caller's clock, so gateways' clocks must agree to well within the
+//! lease TTL (NTP). `USING TTL` is not used: its granularity is a second and a row that
+//! vanishes mid-compare-and-set makes the protocol harder to reason about.
+//!
+//! # Costs to know
+//!
+//! * `stats`, `list_buckets`, `list_nodes`, `list_access_keys` scan their tables (paged).
+//!   Buckets, nodes and keys are few; `stats` reads the whole objects and chunks tables and
+//!   is meant for `/status` at a low rate.
+//! * Repair, GC and draining walk the chunks table in id order (4,096 partitions, paged).
+
+mod admin;
+mod chunks;
+mod config;
+mod cql;
+mod listing;
+mod multipart;
+mod objects;
+mod records;
+mod schema;
+mod store;
+
+pub use config::{Replication, ScyllaConfig, DEFAULT_KEYSPACE, DEFAULT_PORT};
+
+use crate::Result;
+use ::scylla::client::session::Session;
+use ::scylla::client::session_builder::SessionBuilder;
+use cql::backend;
+use schema::Statements;
+
+/// Chunk rows, refs and manifest rows are written with at most this many requests in flight
+/// per commit.
+const WRITE_CONCURRENCY: usize = 32;
+
+/// How many times a compare-and-set is retried when other writers keep changing the row.
+const MAX_CAS_ATTEMPTS: usize = 32;
+
+/// The metadata store on a ScyllaDB or Cassandra cluster. Cheap to share (`Arc`).
+pub struct ScyllaStore {
+    session: Session,
+    st: Statements,
+    config: ScyllaConfig,
+}
+
+impl ScyllaStore {
+    /// Connects, creates the keyspace and tables when missing, and prepares every statement.
+    pub async fn connect(config: ScyllaConfig) -> Result<ScyllaStore> {
+        let mut builder = SessionBuilder::new()
+            .known_nodes(&config.hosts)
+            .connection_timeout(config.connect_timeout);
+        if let (Some(user), Some(password)) = (&config.username, &config.password) {
+            builder = builder.user(user, password);
+        }
+        let session = builder.build().await.map_err(backend("connecting to Scylla/Cassandra"))?;
+        schema::apply_schema(&session, &config).await?;
+        let st = Statements::prepare(&session, &config).await?;
+        Ok(ScyllaStore { session, st, config })
+    }
+
+    /// The configuration this store was connected with.
+    pub fn config(&self) -> &ScyllaConfig {
+        &self.config
+    }
+}

@@ -1,0 +1,353 @@
+//! Objects: the compare-and-set commit of a version, deletes, manifests, chunk refs, and the
+//! shard reader the listing merge runs on. The commit order and the crash analysis are in the
+//! module docs of `scylla.rs`.
+
+use super::cql::{self, decode, encode, exec, first, lwt, rows, FORMAT};
+use super::listing::{merge_listing, shard_of, ShardReader, ShardRow};
+use super::records::{chunk_id_from_bytes, chunk_prefix, to_i64};
+use super::{ScyllaStore, MAX_CAS_ATTEMPTS, WRITE_CONCURRENCY};
+use crate::{
+    now_millis, BucketRecord, ChunkId, ChunkPlacement, CommitOutcome, ListPage, ListQuery,
+    ManifestEntry, MetaError, ObjectRecord, PutCondition, Result,
+};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The ref id under which an object version holds its chunks.
+pub(super) fn version_ref(version_id: &str) -> String {
+    format!("obj/{version_id}")
+}
+
+/// The ref of manifest entry `idx` under `ref_id`.
+fn entry_ref(ref_id: &str, idx: usize) -> String {
+    format!("{ref_id}#{idx}")
+}
+
+/// Whether `condition` allows a commit over `current`. A delete marker counts as no object.
+pub(super) fn check_condition(condition: &PutCondition, current: Option<&ObjectRecord>) -> Result<()> {
+    let live = current.filter(|c| !c.delete_marker);
+    let ok = match condition {
+        PutCondition::None => true,
+        PutCondition::IfNoneMatchStar => live.is_none(),
+        PutCondition::IfMatch(etag) => live.is_some_and(|c| c.etag == *etag),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(MetaError::PreconditionFailed)
+    }
+}
+
+impl ScyllaStore {
+    /// The current row of a key. `serial` reads at SERIAL/LOCAL_SERIAL, which completes any
+    /// in-flight LWT first: the compare-and-set loop must start from the linearized value.
+    pub(super) async fn read_object(
+        &self,
+        bucket_id: &str,
+        shard: i32,
+        key: &str,
+        serial: bool,
+    ) -> Result<Option<ObjectRecord>> {
+        let stmt = if serial { &self.st.object_get_serial } else { &self.st.object_get };
+        let row: Option<(Option<i32>, Option<String>)> =
+            first(&self.session, stmt, (bucket_id, shard, key), "reading an object").await?;
+        row.map(|(format, record)| decode(format, record.as_deref())).transpose()
+    }
+
+    /// Step 1 of a commit: for every chunk its ref, then its chunk row (replicas from
+    /// `placements`, marked referenced); and, for an object version, the manifest rows.
+    /// Everything here is keyed by `ref_id`/`version_id`, unique to this commit, and idempotent.
+    pub(super) async fn write_version_data(
+        &self,
+        ref_id: &str,
+        version_id: Option<&str>,
+        manifest: &[ManifestEntry],
+        placements: &[ChunkPlacement],
+    ) -> Result<()> {
+        // Invariant (refs before commit): each ref is written before the object row, and
+        // before the chunk row is marked referenced, so garbage collection that sees the
+        // chunk marked referenced also finds its ref.
+        // One ref per manifest entry (`<ref id>#<index>`), so a chunk used twice holds two.
+        let mut chunks: BTreeMap<ChunkId, (Vec<usize>, Option<(u64, BTreeSet<&str>)>)> = BTreeMap::new();
+        for (idx, entry) in manifest.iter().enumerate() {
+            chunks.entry(entry.chunk).or_default().0.push(idx);
+        }
+        for p in placements {
+            let slot = chunks.entry(p.chunk).or_default();
+            let placed = slot.1.get_or_insert_with(|| (p.size, BTreeSet::new()));
+            placed.1.extend(p.nodes.iter().map(String::as_str));
+        }
+        let now = now_millis();
+        stream::iter(chunks.into_iter().map(Ok))
+            .try_for_each_concurrent(WRITE_CONCURRENCY, |(chunk, (uses, placed))| async move {
+                let prefix = chunk_prefix(&chunk);
+                let id = chunk.0.as_slice();
+                for idx in uses {
+                    let entry_ref = entry_ref(ref_id, idx);
+                    exec(&self.session, &self.st.ref_insert, (id, &entry_ref), "writing a chunk ref").await?;
+                }
+                match placed {
+                    Some((size, nodes)) => {
+                        let nodes: Vec<&str> = nodes.into_iter().collect();
+                        let values = (to_i64(size)?, nodes, now, now, prefix, id);
+                        exec(&self.session, &self.st.chunk_place, values, "recording chunk replicas").await
+                    }
+                    None => {
+                        let values = (prefix, id);
+                        exec(&self.session, &self.st.chunk_mark_referenced, values, "marking a chunk referenced").await
+                    }
+                }
+            })
+            .await?;
+        if let Some(version_id) = version_id {
+            stream::iter(manifest.iter().enumerate().map(Ok))
+                .try_for_each_concurrent(WRITE_CONCURRENCY, |(idx, entry)| async move {
+                    let idx = i32::try_from(idx)
+                        .map_err(|_| MetaError::Backend("manifest longer than 2^31 chunks".into()))?;
+                    let values = (version_id, idx, entry.chunk.0.as_slice(), to_i64(entry.size)?);
+                    exec(&self.session, &self.st.manifest_insert, values, "writing a manifest").await
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Drops the refs `ref_id` holds on the chunks of `manifest` (one per entry); chunks
+    /// left without any ref are marked unreferenced now, which starts their
+    /// garbage-collection grace period.
+    pub(super) async fn release_refs(&self, ref_id: &str, manifest: &[ManifestEntry]) -> Result<()> {
+        let mut chunks: BTreeMap<ChunkId, Vec<usize>> = BTreeMap::new();
+        for (idx, entry) in manifest.iter().enumerate() {
+            chunks.entry(entry.chunk).or_default().push(idx);
+        }
+        let now = now_millis();
+        stream::iter(chunks.into_iter().map(Ok))
+            .try_for_each_concurrent(WRITE_CONCURRENCY, |(chunk, uses)| async move {
+                let id = chunk.0.as_slice();
+                for idx in uses {
+                    let entry_ref = entry_ref(ref_id, idx);
+                    exec(&self.session, &self.st.ref_delete, (id, &entry_ref), "releasing a chunk ref").await?;
+                }
+                if !self.has_refs(&chunk).await? {
+                    let values = (now, chunk_prefix(&chunk), id);
+                    exec(&self.session, &self.st.chunk_mark_unreferenced, values, "marking a chunk unreferenced")
+                        .await?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// `NoSuchBucket` unless `bucket` still exists under the same id: a record held across a
+    /// delete (or a delete and re-create) must not write objects nobody can see.
+    pub(super) async fn check_bucket_live(&self, bucket: &BucketRecord) -> Result<()> {
+        match self.bucket(&bucket.name).await? {
+            Some(current) if current.id == bucket.id => Ok(()),
+            _ => Err(MetaError::NoSuchBucket(bucket.name.clone())),
+        }
+    }
+
+    /// Releases a version no object row points at any more: refs, then manifest.
+    pub(super) async fn release_version(&self, version_id: &str) -> Result<()> {
+        let manifest = self.read_manifest(version_id).await?;
+        self.release_refs(&version_ref(version_id), &manifest).await?;
+        exec(&self.session, &self.st.manifest_delete, (version_id,), "deleting a manifest").await
+    }
+
+    /// Like `release_version`, logging instead of failing: used after the commit point, when
+    /// the caller's operation has already succeeded and leftovers are only garbage.
+    pub(super) async fn release_version_after_commit(&self, version_id: &str) {
+        if let Err(e) = self.release_version(version_id).await {
+            tracing::warn!(version_id, error = %e, "could not release a replaced version; its chunks stay referenced (garbage, not data loss)");
+        }
+    }
+
+    pub(super) async fn read_manifest(&self, version_id: &str) -> Result<Vec<ManifestEntry>> {
+        let mut stream = cql::scan::<(Vec<u8>, i64)>(
+            &self.session,
+            &self.st.manifest_scan,
+            (version_id,),
+            "reading a manifest",
+        )
+        .await?;
+        let mut out = Vec::new();
+        while let Some((chunk, size)) = cql::next_row(&mut stream, "reading a manifest").await? {
+            out.push(ManifestEntry { chunk: chunk_id_from_bytes(&chunk)?, size: size.max(0) as u64 });
+        }
+        Ok(out)
+    }
+
+    /// Commits `object` as the current version of its key: the shared path of PutObject,
+    /// CopyObject and CompleteMultipartUpload.
+    pub(super) async fn commit_version(
+        &self,
+        bucket: &BucketRecord,
+        object: ObjectRecord,
+        manifest: &[ManifestEntry],
+        placements: &[ChunkPlacement],
+        condition: &PutCondition,
+    ) -> Result<CommitOutcome> {
+        self.check_bucket_live(bucket).await?;
+        let shard = shard_of(&object.key, bucket.shard_count);
+        let mut current = self.read_object(&bucket.id, shard, &object.key, true).await?;
+        // Fail fast, before anything is written.
+        check_condition(condition, current.as_ref())?;
+        self.write_version_data(&version_ref(&object.version_id), Some(&object.version_id), manifest, placements)
+            .await?;
+        let record = encode(&object)?;
+        let size = to_i64(object.size)?;
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            // The commit point. If this LWT fails with an error (e.g. a timeout), it may still
+            // have applied, so the new version's data is kept (garbage at worst).
+            let outcome = match &current {
+                None => {
+                    let values = (
+                        &bucket.id, shard, &object.key, &object.version_id, size,
+                        object.delete_marker, FORMAT, &record,
+                    );
+                    lwt(&self.session, &self.st.object_insert, values, "committing an object").await?
+                }
+                Some(cur) => {
+                    let values = (
+                        &object.version_id, size, object.delete_marker, FORMAT, &record,
+                        &bucket.id, shard, &object.key, &cur.version_id,
+                    );
+                    lwt(&self.session, &self.st.object_replace, values, "committing an object").await?
+                }
+            };
+            if outcome.applied {
+                if let Some(old) = &current {
+                    self.release_version_after_commit(&old.version_id).await;
+                }
+                return Ok(CommitOutcome { replaced: current });
+            }
+            // Another writer changed the key since we read it: start again from its value.
+            current = self.read_object(&bucket.id, shard, &object.key, true).await?;
+            if let Err(e) = check_condition(condition, current.as_ref()) {
+                self.release_version(&object.version_id).await?;
+                return Err(e);
+            }
+        }
+        self.release_version(&object.version_id).await?;
+        Err(MetaError::Backend(format!(
+            "gave up committing `{}` after {MAX_CAS_ATTEMPTS} attempts: other writers keep replacing it",
+            object.key
+        )))
+    }
+
+    pub(super) async fn delete_current(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+    ) -> Result<Option<ObjectRecord>> {
+        let shard = shard_of(key, bucket.shard_count);
+        let mut current = self.read_object(&bucket.id, shard, key, true).await?;
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let Some(cur) = current else { return Ok(None) };
+            let values = (&bucket.id, shard, key, &cur.version_id);
+            if lwt(&self.session, &self.st.object_delete, values, "deleting an object").await?.applied {
+                self.release_version_after_commit(&cur.version_id).await;
+                return Ok(Some(cur));
+            }
+            current = self.read_object(&bucket.id, shard, key, true).await?;
+        }
+        Err(MetaError::Backend(format!(
+            "gave up deleting `{key}` after {MAX_CAS_ATTEMPTS} attempts: other writers keep replacing it"
+        )))
+    }
+
+    pub(super) async fn list(&self, bucket: &BucketRecord, query: &ListQuery) -> Result<ListPage> {
+        let reader = ObjectShards { store: self, bucket_id: &bucket.id };
+        let page = merge_listing(&reader, bucket.shard_count, query).await?;
+        Ok(ListPage {
+            objects: page.objects,
+            common_prefixes: page.common_prefixes,
+            is_truncated: page.is_truncated,
+            next_start_after: page.next_start_after,
+        })
+    }
+
+    /// Whether a bucket holds any object row (delete markers included), checking its shards
+    /// a few at a time.
+    pub(super) async fn bucket_has_objects(&self, bucket: &BucketRecord) -> Result<bool> {
+        let found = stream::iter(0..bucket.shard_count.max(1) as i32)
+            .map(|shard| async move {
+                let row: Option<(String,)> =
+                    first(&self.session, &self.st.object_any, (&bucket.id, shard), "checking a bucket is empty")
+                        .await?;
+                Ok::<bool, MetaError>(row.is_some())
+            })
+            .buffer_unordered(16)
+            .try_any(|found| async move { found })
+            .await?;
+        Ok(found)
+    }
+}
+
+/// One bucket's shards, read for the listing merge.
+struct ObjectShards<'a> {
+    store: &'a ScyllaStore,
+    bucket_id: &'a str,
+}
+
+impl ShardReader for ObjectShards<'_> {
+    type Value = ObjectRecord;
+
+    async fn read(&self, shard: i32, from: &str, limit: usize) -> Result<Vec<ShardRow<ObjectRecord>>> {
+        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+        let found: Vec<(String, Option<bool>, Option<i32>, Option<String>)> = rows(
+            &self.store.session,
+            &self.store.st.object_list,
+            (self.bucket_id, shard, from, limit),
+            "listing objects",
+        )
+        .await?;
+        found
+            .into_iter()
+            .map(|(key, delete_marker, format, record)| {
+                if delete_marker == Some(true) {
+                    return Ok((key, None));
+                }
+                let object: ObjectRecord = decode(format, record.as_deref())?;
+                Ok((key, Some(object)))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(etag: &str, delete_marker: bool) -> ObjectRecord {
+        ObjectRecord {
+            key: "k".into(),
+            version_id: "v".into(),
+            size: 0,
+            etag: etag.into(),
+            last_modified: 0,
+            content_type: None,
+            headers: Default::default(),
+            user_metadata: Default::default(),
+            checksums: Default::default(),
+            checksum_type: None,
+            parts: Vec::new(),
+            delete_marker,
+            owner: "o".into(),
+        }
+    }
+
+    #[test]
+    fn conditions() {
+        let live = object("abc", false);
+        let marker = object("", true);
+        assert!(check_condition(&PutCondition::None, Some(&live)).is_ok());
+        assert!(check_condition(&PutCondition::IfNoneMatchStar, None).is_ok());
+        assert!(check_condition(&PutCondition::IfNoneMatchStar, Some(&marker)).is_ok());
+        assert!(check_condition(&PutCondition::IfNoneMatchStar, Some(&live)).is_err());
+        assert!(check_condition(&PutCondition::IfMatch("abc".into()), Some(&live)).is_ok());
+        assert!(check_condition(&PutCondition::IfMatch("abd".into()), Some(&live)).is_err());
+        assert!(check_condition(&PutCondition::IfMatch("".into()), Some(&marker)).is_err());
+        assert!(check_condition(&PutCondition::IfMatch("abc".into()), None).is_err());
+    }
+}
