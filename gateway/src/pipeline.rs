@@ -1,0 +1,171 @@
+//! The chunk pipeline: object bodies in and out of the chunkd nodes (DESIGN.md, "Chunks").
+//!
+//! A body is cut into chunks of exactly 1 MiB; each chunk's id is the SHA-256 of its bytes and
+//! it is stored on `replication` distinct nodes chosen by weighted rendezvous hashing
+//! (`placement.rs`). The write path is in `pipeline/write.rs`, the read path in
+//! `pipeline/read.rs`; this file holds the types they share and the `ChunkStore` handle the S3
+//! layer calls.
+//!
+//! The pipeline never touches object metadata: it returns what it wrote (`WrittenData`), and the
+//! caller commits it. That ordering is the data-safety rule of every write: every replica is
+//! fsynced on its node (chunkd answers a PUT only after fsync) before `write_body` returns, and
+//! only then may the caller commit, so a committed object never points at a chunk that is not
+//! durably stored on `replication` nodes.
+
+mod read;
+mod write;
+
+use crate::membership::{Membership, NodeState, NodeView};
+use bytes::Bytes;
+use chunkd::ChunkClient;
+use futures::stream::BoxStream;
+use futures::Stream;
+use sdfbs_metadata::{ChunkId, ChunkPlacement, ManifestEntry, MetaError, MetadataStore};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Chunks are exactly this long (the last chunk of an object may be shorter).
+pub const CHUNK_SIZE: usize = 1024 * 1024;
+
+/// Extra digests computed over the whole body while the pipeline reads it (MD5 for the ETag, the
+/// x-amz-checksum-* algorithms). Updated off the reactor, chunk by chunk, in object order.
+pub trait BodyHasher: Send + 'static {
+    fn update(&mut self, data: &[u8]);
+}
+
+/// A hasher that computes nothing, for callers that need no digest of the body.
+impl BodyHasher for () {
+    fn update(&mut self, _data: &[u8]) {}
+}
+
+/// What a written body became: its chunks in order, where their replicas are, its length.
+#[derive(Clone, Debug, Default)]
+pub struct WrittenData {
+    pub manifest: Vec<ManifestEntry>,
+    pub placements: Vec<ChunkPlacement>,
+    pub size: u64,
+}
+
+/// Errors of the pipeline. The S3 layer maps them to S3 error codes.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Fewer than `replication` nodes could take a chunk (S3 503 ServiceUnavailable).
+    #[error("not enough storage nodes to store a chunk: {needed} replicas are needed but only {available} node(s) could take it; start more chunkd nodes or check that they heartbeat to this gateway")]
+    InsufficientNodes { needed: usize, available: usize },
+    /// The client's body failed (aborted, bad aws-chunked signature or checksum).
+    #[error("request body failed: {0}")]
+    Body(String),
+    /// No replica of a chunk could be read.
+    #[error("chunk unavailable: {0}")]
+    ChunkUnavailable(String),
+    #[error(transparent)]
+    Metadata(#[from] MetaError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Writes bodies as replicated chunks and reads them back. Cheap to share (`Arc`).
+pub struct ChunkStore {
+    inner: Arc<Inner>,
+}
+
+/// What the write and read paths share; cloned (as an `Arc`) into the streams they return.
+struct Inner {
+    meta: Arc<dyn MetadataStore>,
+    membership: Arc<Membership>,
+    replication: usize,
+    cluster_secret: String,
+    /// One client (connection pool) per node address.
+    clients: Mutex<HashMap<String, ChunkClient>>,
+}
+
+impl ChunkStore {
+    pub fn new(
+        meta: Arc<dyn MetadataStore>,
+        membership: Arc<Membership>,
+        replication: usize,
+        cluster_secret: &str,
+    ) -> ChunkStore {
+        ChunkStore {
+            inner: Arc::new(Inner {
+                meta,
+                membership,
+                replication: replication.max(1),
+                cluster_secret: cluster_secret.to_string(),
+                clients: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// How many replicas of each chunk a write makes.
+    pub fn replication(&self) -> usize {
+        self.inner.replication
+    }
+
+    /// The cluster membership this store places chunks with.
+    pub fn membership(&self) -> &Arc<Membership> {
+        &self.inner.membership
+    }
+
+    /// Cuts `body` into exact 1 MiB chunks, hashes each (SHA-256 id + hasher.update) off the reactor,
+    /// writes every chunk to `replication` distinct Up nodes (HRW order, next node on failure, distinct zones
+    /// when several), pipelined with a small bound on chunks in flight. Returns when every replica is fsynced.
+    /// An error of `body` (client abort, failed aws-chunked signature/checksum from s3s) aborts the write:
+    /// nothing is committed by the pipeline, ever (the caller commits metadata afterwards).
+    pub async fn write_body<S, E, H>(
+        &self,
+        body: S,
+        hasher: H,
+    ) -> Result<(WrittenData, H), PipelineError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+        H: BodyHasher,
+    {
+        write::write_body(&self.inner, body, hasher).await
+    }
+
+    /// Streams bytes [start, end) of the object whose manifest is given, fetching only the chunks the range
+    /// needs, prefetching a few ahead, verifying each chunk's SHA-256, failing over to another replica on
+    /// error or mismatch (logging it for repair). If no replica can be read, the stream yields Err (the
+    /// HTTP layer must then abort the connection, never end it as if complete).
+    pub fn read_range(
+        &self,
+        manifest: Vec<ManifestEntry>,
+        start: u64,
+        end: u64,
+    ) -> BoxStream<'static, Result<Bytes, PipelineError>> {
+        read::read_range(Arc::clone(&self.inner), manifest, start, end)
+    }
+}
+
+impl Inner {
+    /// The client for a node address (created on first use, then shared).
+    fn client(&self, address: &str) -> ChunkClient {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients
+            .entry(address.to_string())
+            .or_insert_with(|| ChunkClient::new(address, &self.cluster_secret))
+            .clone()
+    }
+
+    /// The nodes that may take a new chunk: Up ones first, then Suspect ones (tried only when
+    /// the Up ones are not enough). Down, Draining and Removed nodes never receive new chunks.
+    fn writable_nodes(&self) -> (Vec<NodeView>, Vec<NodeView>) {
+        let (up, suspect): (Vec<NodeView>, Vec<NodeView>) = self
+            .membership
+            .nodes()
+            .into_iter()
+            .filter(NodeView::accepts_new_chunks)
+            .partition(|n| n.state == NodeState::Up);
+        (up, suspect)
+    }
+}
+
+/// SHA-256 of a chunk, computed off the reactor (a 1 MiB hash takes milliseconds).
+async fn chunk_id(data: Bytes) -> Result<ChunkId, PipelineError> {
+    tokio::task::spawn_blocking(move || ChunkId(Sha256::digest(&data).into()))
+        .await
+        .map_err(|e| PipelineError::Internal(format!("hashing task failed: {e}")))
+}

@@ -1,0 +1,190 @@
+//! The read path: a manifest and a byte range in, verified bytes out.
+//!
+//! Only the chunks that overlap the range are fetched, in order, with a few fetched ahead
+//! (`PREFETCH_CHUNKS`, which also bounds the memory a GET holds). Every chunk is checked against
+//! its id (SHA-256, on the blocking pool) before a single byte of it is handed on; on a transport
+//! error or a mismatch the next replica is tried (Up nodes first). A replica that returned wrong
+//! bytes is logged and, once a good copy has been read elsewhere, dropped from the chunk's
+//! record, which puts the chunk on the under-replicated list that repair works from.
+//!
+//! If no replica of a chunk can be read, the stream yields one `Err` and ends: the HTTP layer
+//! must abort the response rather than end it as if it were complete.
+
+use super::{chunk_id, Inner, PipelineError};
+use crate::membership::{NodeState, NodeView};
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use sdfbs_metadata::ManifestEntry;
+use std::sync::Arc;
+
+/// Chunks fetched ahead of the one being sent to the client.
+const PREFETCH_CHUNKS: usize = 3;
+
+/// The part of one chunk a range needs: the chunk, and [from, to) within it.
+struct Piece {
+    entry: ManifestEntry,
+    from: usize,
+    to: usize,
+}
+
+pub(super) fn read_range(
+    inner: Arc<Inner>,
+    manifest: Vec<ManifestEntry>,
+    start: u64,
+    end: u64,
+) -> BoxStream<'static, Result<Bytes, PipelineError>> {
+    let pieces = pieces(&manifest, start, end);
+    futures::stream::iter(pieces)
+        .map(move |piece| {
+            let inner = Arc::clone(&inner);
+            async move {
+                let data = fetch_chunk(&inner, &piece.entry).await?;
+                Ok(data.slice(piece.from..piece.to))
+            }
+        })
+        .buffered(PREFETCH_CHUNKS)
+        // Stop after the first error: nothing after a missing chunk may reach the client.
+        .scan(false, |failed, item| {
+            if *failed {
+                return futures::future::ready(None);
+            }
+            *failed = item.is_err();
+            futures::future::ready(Some(item))
+        })
+        .boxed()
+}
+
+/// The chunks overlapping [start, end), with the slice of each that is needed.
+fn pieces(manifest: &[ManifestEntry], start: u64, end: u64) -> Vec<Piece> {
+    let mut out = Vec::new();
+    let mut offset = 0u64;
+    for entry in manifest {
+        let (chunk_start, chunk_end) = (offset, offset + entry.size);
+        offset = chunk_end;
+        if chunk_end <= start || entry.size == 0 {
+            continue;
+        }
+        if chunk_start >= end {
+            break;
+        }
+        out.push(Piece {
+            entry: *entry,
+            from: (start.max(chunk_start) - chunk_start) as usize,
+            to: (end.min(chunk_end) - chunk_start) as usize,
+        });
+    }
+    out
+}
+
+/// Reads one chunk from the first replica that returns the right bytes.
+async fn fetch_chunk(inner: &Inner, entry: &ManifestEntry) -> Result<Bytes, PipelineError> {
+    let hex = entry.chunk.to_hex();
+    let record = inner.meta.get_chunk(&entry.chunk).await?.ok_or_else(|| {
+        PipelineError::ChunkUnavailable(format!("chunk {hex} has no record in metadata"))
+    })?;
+    let replicas = read_order(
+        record
+            .replicas
+            .iter()
+            .filter_map(|id| {
+                let node = inner.membership.node(id);
+                if node.is_none() {
+                    tracing::warn!(chunk = %hex, node_id = %id, "replica on an unknown node");
+                }
+                node
+            })
+            .collect(),
+    );
+    let mut corrupt: Vec<String> = Vec::new();
+    let mut last_error = String::from("no replica on a known node");
+    for node in &replicas {
+        let client = inner.client(&node.address);
+        match client.get(&hex).await {
+            Ok(data) => {
+                let good = data.len() as u64 == entry.size && chunk_id(data.clone()).await? == entry.chunk;
+                if good {
+                    forget_corrupt(inner, entry, &corrupt).await;
+                    return Ok(data);
+                }
+                tracing::warn!(chunk = %hex, node_id = %node.node_id, len = data.len(),
+                    "replica is corrupt (SHA-256 mismatch); reading another one, this one needs repair");
+                corrupt.push(node.node_id.clone());
+                last_error = format!("replica on node {} is corrupt", node.node_id);
+            }
+            Err(e) => {
+                tracing::warn!(chunk = %hex, node_id = %node.node_id, error = %e,
+                    "cannot read replica; trying another one");
+                last_error = format!("node {}: {e}", node.node_id);
+            }
+        }
+    }
+    tracing::error!(chunk = %hex, replicas = ?record.replicas, "no readable replica of a chunk");
+    Err(PipelineError::ChunkUnavailable(format!(
+        "no readable replica of chunk {hex} ({} tried; last: {last_error})",
+        replicas.len()
+    )))
+}
+
+/// Up nodes first (in random order, to spread reads), then Suspect, then Down ones (which may
+/// well answer: a node is Down only because its heartbeats stopped arriving).
+fn read_order(mut nodes: Vec<NodeView>) -> Vec<NodeView> {
+    {
+        use rand::seq::SliceRandom;
+        nodes.shuffle(&mut rand::thread_rng());
+    }
+    nodes.sort_by_key(|n| match n.state {
+        NodeState::Up => 0,
+        NodeState::Suspect => 1,
+        NodeState::Down => 2,
+    });
+    nodes
+}
+
+/// Drops replicas that returned wrong bytes from the chunk's record, now that a good copy was
+/// read: the chunk is then under-replicated and repair copies it from a good replica.
+async fn forget_corrupt(inner: &Inner, entry: &ManifestEntry, corrupt: &[String]) {
+    for node in corrupt {
+        if let Err(e) = inner.meta.drop_replica(&entry.chunk, node).await {
+            tracing::warn!(chunk = %entry.chunk, node_id = %node, error = %e,
+                "cannot drop the corrupt replica from metadata");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sdfbs_metadata::ChunkId;
+
+    fn manifest(sizes: &[u64]) -> Vec<ManifestEntry> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ManifestEntry {
+                chunk: ChunkId([i as u8; 32]),
+                size: *s,
+            })
+            .collect()
+    }
+
+    fn spans(m: &[ManifestEntry], start: u64, end: u64) -> Vec<(u8, usize, usize)> {
+        pieces(m, start, end)
+            .iter()
+            .map(|p| (p.entry.chunk.0[0], p.from, p.to))
+            .collect()
+    }
+
+    #[test]
+    fn a_range_fetches_only_the_chunks_it_overlaps() {
+        let m = manifest(&[10, 10, 5]);
+        assert_eq!(spans(&m, 0, 25), vec![(0, 0, 10), (1, 0, 10), (2, 0, 5)]);
+        assert_eq!(spans(&m, 12, 14), vec![(1, 2, 4)]);
+        assert_eq!(spans(&m, 9, 11), vec![(0, 9, 10), (1, 0, 1)]);
+        assert_eq!(spans(&m, 10, 20), vec![(1, 0, 10)]);
+        assert_eq!(spans(&m, 24, 100), vec![(2, 4, 5)]);
+        assert!(spans(&m, 5, 5).is_empty());
+        assert!(spans(&m, 25, 30).is_empty());
+        assert!(spans(&[], 0, 0).is_empty());
+    }
+}
