@@ -355,11 +355,14 @@ impl Store {
     ) -> Result<(), StoreError> {
         let after = after.map(ChunkId::as_str);
         for level1 in sorted_names(&self.chunks_dir)? {
-            if after.is_some_and(|a| level1.as_str() < &a[0..2]) {
+            if !is_fanout_name(&level1) || after.is_some_and(|a| level1.as_str() < &a[0..2]) {
                 continue;
             }
             let dir1 = self.chunks_dir.join(&level1);
             for level2 in sorted_names(&dir1)? {
+                if !is_fanout_name(&level2) {
+                    continue;
+                }
                 let prefix = format!("{level1}{level2}");
                 if after.is_some_and(|a| prefix.as_str() < &a[0..4]) {
                     continue;
@@ -566,11 +569,19 @@ fn empty_dir(dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Names in `dir`, sorted; an absent directory is empty.
+/// Whether `name` can be a fan-out directory: two lowercase hex characters.
+fn is_fanout_name(name: &str) -> bool {
+    name.len() == 2 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Names in `dir`, sorted; an absent directory (or a file where a directory was expected)
+/// is empty.
 fn sorted_names(dir: &Path) -> Result<Vec<String>, StoreError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
+            return Ok(Vec::new())
+        }
         Err(e) => return Err(io_err("listing", dir)(e)),
     };
     let mut names = Vec::new();
