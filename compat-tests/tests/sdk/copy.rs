@@ -1,0 +1,121 @@
+//! CopyObject within and across buckets, COPY and REPLACE metadata directives, and the fact that
+//! a copy (and a re-upload of identical bytes) stores no new chunk.
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::MetadataDirective;
+use sdfbs_compat_tests::{random_bytes, sha256_hex, Cluster, ClusterOptions};
+
+use crate::common::{assert_err, body_bytes, bucket, client, ok, quoted_md5, Checksums};
+
+/// Percent-encodes a key for `x-amz-copy-source` (everything but unreserved characters and `/`).
+fn encode_key(key: &str) -> String {
+    let mut out = String::new();
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_object_and_dedup() {
+    let cluster = Cluster::start(ClusterOptions::default());
+    let s3 = client(&cluster, Checksums::Default);
+    let (src_b, dst_b) = (bucket("src"), bucket("dst"));
+    ok(s3.create_bucket().bucket(&src_b).send().await);
+    ok(s3.create_bucket().bucket(&dst_b).send().await);
+
+    let data = random_bytes(3 * (1 << 20) + 5, 9);
+    let src_key = "photos/2024 holiday/ünï+1.raw";
+    ok(s3
+        .put_object()
+        .bucket(&src_b)
+        .key(src_key)
+        .body(ByteStream::from(data.clone()))
+        .content_type("image/x-raw")
+        .metadata("camera", "x100")
+        .send()
+        .await);
+    let chunks_before = cluster.total_chunk_replicas().unwrap();
+    assert!(chunks_before >= 8, "4 chunks x 2 replicas, got {chunks_before}");
+
+    // COPY (the default): same bytes, same ETag, same metadata, across buckets.
+    let source = format!("{src_b}/{}", encode_key(src_key));
+    let copied = ok(s3
+        .copy_object()
+        .bucket(&dst_b)
+        .key("copy-1")
+        .copy_source(&source)
+        .send()
+        .await);
+    let etag = copied.copy_object_result().and_then(|r| r.e_tag()).unwrap_or_default();
+    assert_eq!(etag, quoted_md5(&data));
+    let got = ok(s3.get_object().bucket(&dst_b).key("copy-1").send().await);
+    assert_eq!(got.content_type(), Some("image/x-raw"));
+    assert_eq!(
+        got.metadata().and_then(|m| m.get("camera")).map(String::as_str),
+        Some("x100")
+    );
+    assert_eq!(sha256_hex(&body_bytes(got).await), sha256_hex(&data));
+
+    // REPLACE, within the same bucket.
+    ok(s3
+        .copy_object()
+        .bucket(&src_b)
+        .key("copy-2")
+        .copy_source(&source)
+        .metadata_directive(MetadataDirective::Replace)
+        .content_type("application/octet-stream")
+        .metadata("new", "yes")
+        .send()
+        .await);
+    let head = ok(s3.head_object().bucket(&src_b).key("copy-2").send().await);
+    assert_eq!(head.content_type(), Some("application/octet-stream"));
+    let meta = head.metadata().cloned().unwrap_or_default();
+    assert_eq!(meta.get("new").map(String::as_str), Some("yes"));
+    assert!(!meta.contains_key("camera"), "REPLACE drops old metadata: {meta:?}");
+    assert_eq!(head.e_tag(), Some(quoted_md5(&data).as_str()));
+
+    // A copy stores no chunk, nor does uploading identical bytes under another key.
+    ok(s3
+        .put_object()
+        .bucket(&dst_b)
+        .key("same-bytes")
+        .body(ByteStream::from(data.clone()))
+        .send()
+        .await);
+    assert_eq!(
+        cluster.total_chunk_replicas().unwrap(),
+        chunks_before,
+        "copies and identical uploads must not store chunks again"
+    );
+
+    // The copy outlives its source.
+    ok(s3.delete_object().bucket(&src_b).key(src_key).send().await);
+    let got = ok(s3.get_object().bucket(&dst_b).key("copy-1").send().await);
+    assert_eq!(sha256_hex(&body_bytes(got).await), sha256_hex(&data));
+
+    assert_err(
+        s3.copy_object()
+            .bucket(&dst_b)
+            .key("x")
+            .copy_source(format!("{src_b}/missing"))
+            .send()
+            .await,
+        404,
+        "NoSuchKey",
+    );
+    assert_err(
+        s3.copy_object()
+            .bucket(&dst_b)
+            .key("x")
+            .copy_source("no-such-bucket-zz/k")
+            .send()
+            .await,
+        404,
+        "NoSuchBucket",
+    );
+}
