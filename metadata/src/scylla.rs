@@ -113,10 +113,17 @@ impl ScyllaStore {
         if let (Some(user), Some(password)) = (&config.username, &config.password) {
             builder = builder.user(user, password);
         }
-        let session = builder.build().await.map_err(backend("connecting to Scylla/Cassandra"))?;
+        let session = builder
+            .build()
+            .await
+            .map_err(backend("connecting to Scylla/Cassandra"))?;
         schema::apply_schema(&session, &config).await?;
         let st = Statements::prepare(&session, &config).await?;
-        Ok(ScyllaStore { session, st, config })
+        Ok(ScyllaStore {
+            session,
+            st,
+            config,
+        })
     }
 
     /// The configuration this store was connected with.

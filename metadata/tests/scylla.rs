@@ -8,14 +8,19 @@ mod conformance;
 
 use conformance::TestStore;
 use sdfbs_metadata::scylla::{ScyllaConfig, ScyllaStore};
+use std::io::Write;
 use std::sync::{Arc, Once};
 
 static SKIPPED: Once = Once::new();
 
 async fn scylla_factory() -> Option<TestStore> {
     let Ok(host) = std::env::var("SDFBS_TEST_SCYLLA") else {
+        // Written to stderr directly: libtest captures `println!` of passing tests.
         SKIPPED.call_once(|| {
-            println!("skipped: SDFBS_TEST_SCYLLA is not set (host:port of a ScyllaDB/Cassandra node)");
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: SDFBS_TEST_SCYLLA is not set (host:port of a ScyllaDB/Cassandra node)"
+            );
         });
         return None;
     };
@@ -25,7 +30,10 @@ async fn scylla_factory() -> Option<TestStore> {
         Err(e) => panic!("SDFBS_TEST_SCYLLA=`{host}` is not a usable host:port: {e}"),
     };
     match ScyllaStore::connect(config).await {
-        Ok(store) => Some(TestStore { store: Arc::new(store), keep_alive: Box::new(()) }),
+        Ok(store) => Some(TestStore {
+            store: Arc::new(store),
+            keep_alive: Box::new(()),
+        }),
         Err(e) => panic!("cannot connect to SDFBS_TEST_SCYLLA=`{host}`: {e}"),
     }
 }

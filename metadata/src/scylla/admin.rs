@@ -1,18 +1,26 @@
 //! Buckets, nodes, access keys, leases, settings and statistics: the small tables.
 
-use super::cql::{self, admin_state_from_text, admin_state_to_text, decode, encode, exec, first, lwt,
-    permission_to_text, versioning_to_text, FORMAT};
+use super::cql::{
+    self, admin_state_from_text, admin_state_to_text, decode, encode, exec, first, lwt,
+    permission_to_text, versioning_to_text, FORMAT,
+};
 use super::records::{bucket_from_row, key_from_row, BucketRow, KeyRow};
 use super::ScyllaStore;
 use crate::{
-    AccessKeyRecord, AdminState, BucketRecord, Heartbeat, MetaError, NodeRecord, Permission, Result,
-    StoreStats, VersioningState,
+    AccessKeyRecord, AdminState, BucketRecord, Heartbeat, MetaError, NodeRecord, Permission,
+    Result, StoreStats, VersioningState,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// `node_id, format, heartbeat, first_seen, admin_state`
-type NodeRow = (String, Option<i32>, Option<String>, Option<i64>, Option<String>);
+type NodeRow = (
+    String,
+    Option<i32>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+);
 
 fn node_from_row(row: NodeRow) -> Result<Option<NodeRecord>> {
     let (_, format, heartbeat, first_seen, admin_state) = row;
@@ -38,8 +46,23 @@ impl ScyllaStore {
     pub(super) async fn bucket_create(&self, b: BucketRecord) -> Result<()> {
         let shards = i32::try_from(b.shard_count.max(1))
             .map_err(|_| MetaError::Backend("shard count does not fit a CQL int".into()))?;
-        let values = (&b.name, &b.id, b.created, &b.owner, versioning_to_text(b.versioning), shards);
-        if lwt(&self.session, &self.st.bucket_insert, values, "creating a bucket").await?.applied {
+        let values = (
+            &b.name,
+            &b.id,
+            b.created,
+            &b.owner,
+            versioning_to_text(b.versioning),
+            shards,
+        );
+        if lwt(
+            &self.session,
+            &self.st.bucket_insert,
+            values,
+            "creating a bucket",
+        )
+        .await?
+        .applied
+        {
             Ok(())
         } else {
             Err(MetaError::BucketAlreadyExists(b.name))
@@ -47,12 +70,20 @@ impl ScyllaStore {
     }
 
     pub(super) async fn bucket(&self, name: &str) -> Result<Option<BucketRecord>> {
-        let row: Option<BucketRow> = first(&self.session, &self.st.bucket_get, (name,), "reading a bucket").await?;
+        let row: Option<BucketRow> = first(
+            &self.session,
+            &self.st.bucket_get,
+            (name,),
+            "reading a bucket",
+        )
+        .await?;
         row.map(bucket_from_row).transpose()
     }
 
     pub(super) async fn buckets(&self) -> Result<Vec<BucketRecord>> {
-        let mut stream = cql::scan::<BucketRow>(&self.session, &self.st.bucket_scan, (), "listing buckets").await?;
+        let mut stream =
+            cql::scan::<BucketRow>(&self.session, &self.st.bucket_scan, (), "listing buckets")
+                .await?;
         let mut out = Vec::new();
         while let Some(row) = cql::next_row(&mut stream, "listing buckets").await? {
             out.push(bucket_from_row(row)?);
@@ -63,25 +94,53 @@ impl ScyllaStore {
     }
 
     pub(super) async fn bucket_delete(&self, name: &str) -> Result<()> {
-        let bucket = self.bucket(name).await?.ok_or_else(|| MetaError::NoSuchBucket(name.to_owned()))?;
-        let has_uploads: Option<(String,)> =
-            first(&self.session, &self.st.upload_any, (&bucket.id,), "checking a bucket is empty").await?;
+        let bucket = self
+            .bucket(name)
+            .await?
+            .ok_or_else(|| MetaError::NoSuchBucket(name.to_owned()))?;
+        let has_uploads: Option<(String,)> = first(
+            &self.session,
+            &self.st.upload_any,
+            (&bucket.id,),
+            "checking a bucket is empty",
+        )
+        .await?;
         if has_uploads.is_some() || self.bucket_has_objects(&bucket).await? {
             return Err(MetaError::BucketNotEmpty(name.to_owned()));
         }
         // `IF id = ?`: a bucket re-created under the same name meanwhile is not ours to delete.
         // (A PUT racing this delete can leave an object row under the old id: invisible,
         // because a re-created bucket gets a new id, and only garbage.)
-        if lwt(&self.session, &self.st.bucket_delete, (name, &bucket.id), "deleting a bucket").await?.applied {
+        if lwt(
+            &self.session,
+            &self.st.bucket_delete,
+            (name, &bucket.id),
+            "deleting a bucket",
+        )
+        .await?
+        .applied
+        {
             Ok(())
         } else {
             Err(MetaError::NoSuchBucket(name.to_owned()))
         }
     }
 
-    pub(super) async fn bucket_set_versioning(&self, name: &str, state: VersioningState) -> Result<()> {
+    pub(super) async fn bucket_set_versioning(
+        &self,
+        name: &str,
+        state: VersioningState,
+    ) -> Result<()> {
         let values = (versioning_to_text(state), name);
-        if lwt(&self.session, &self.st.bucket_set_versioning, values, "setting versioning").await?.applied {
+        if lwt(
+            &self.session,
+            &self.st.bucket_set_versioning,
+            values,
+            "setting versioning",
+        )
+        .await?
+        .applied
+        {
             Ok(())
         } else {
             Err(MetaError::NoSuchBucket(name.to_owned()))
@@ -91,7 +150,13 @@ impl ScyllaStore {
     // ----- nodes -----
 
     async fn node(&self, node_id: &str) -> Result<Option<NodeRecord>> {
-        let row: Option<NodeRow> = first(&self.session, &self.st.node_get, (node_id,), "reading a node").await?;
+        let row: Option<NodeRow> = first(
+            &self.session,
+            &self.st.node_get,
+            (node_id,),
+            "reading a node",
+        )
+        .await?;
         Ok(row.map(node_from_row).transpose()?.flatten())
     }
 
@@ -101,22 +166,45 @@ impl ScyllaStore {
         // The heartbeat never writes admin_state, so it cannot undo an admin's Draining.
         let record = match existing {
             Some(old) => {
-                exec(&self.session, &self.st.node_heartbeat, (FORMAT, &text, &hb.node_id), "recording a heartbeat")
-                    .await?;
-                NodeRecord { last: hb, first_seen: old.first_seen, admin_state: old.admin_state }
+                exec(
+                    &self.session,
+                    &self.st.node_heartbeat,
+                    (FORMAT, &text, &hb.node_id),
+                    "recording a heartbeat",
+                )
+                .await?;
+                NodeRecord {
+                    last: hb,
+                    first_seen: old.first_seen,
+                    admin_state: old.admin_state,
+                }
             }
             None => {
                 let values = (FORMAT, &text, hb.at, &hb.node_id);
-                exec(&self.session, &self.st.node_register, values, "registering a node").await?;
-                let admin_state = self.node(&hb.node_id).await?.map_or(AdminState::Active, |n| n.admin_state);
-                NodeRecord { first_seen: hb.at, last: hb, admin_state }
+                exec(
+                    &self.session,
+                    &self.st.node_register,
+                    values,
+                    "registering a node",
+                )
+                .await?;
+                let admin_state = self
+                    .node(&hb.node_id)
+                    .await?
+                    .map_or(AdminState::Active, |n| n.admin_state);
+                NodeRecord {
+                    first_seen: hb.at,
+                    last: hb,
+                    admin_state,
+                }
             }
         };
         Ok(record)
     }
 
     pub(super) async fn nodes(&self) -> Result<Vec<NodeRecord>> {
-        let mut stream = cql::scan::<NodeRow>(&self.session, &self.st.node_scan, (), "listing nodes").await?;
+        let mut stream =
+            cql::scan::<NodeRow>(&self.session, &self.st.node_scan, (), "listing nodes").await?;
         let mut out = Vec::new();
         while let Some(row) = cql::next_row(&mut stream, "listing nodes").await? {
             out.extend(node_from_row(row)?);
@@ -129,20 +217,41 @@ impl ScyllaStore {
         if self.node(node_id).await?.is_none() {
             return Err(MetaError::NoSuchNode(node_id.to_owned()));
         }
-        exec(&self.session, &self.st.node_set_state, (admin_state_to_text(state), node_id), "setting a node state")
-            .await
+        exec(
+            &self.session,
+            &self.st.node_set_state,
+            (admin_state_to_text(state), node_id),
+            "setting a node state",
+        )
+        .await
     }
 
     // ----- access keys -----
 
     pub(super) async fn key_create(&self, key: AccessKeyRecord) -> Result<()> {
-        let perms: BTreeMap<&str, &str> =
-            key.permissions.iter().map(|(b, p)| (b.as_str(), permission_to_text(*p))).collect();
+        let perms: BTreeMap<&str, &str> = key
+            .permissions
+            .iter()
+            .map(|(b, p)| (b.as_str(), permission_to_text(*p)))
+            .collect();
         let values = (
-            &key.access_key_id, &key.secret_key, &key.name, key.created, key.is_root,
-            key.can_create_buckets, perms,
+            &key.access_key_id,
+            &key.secret_key,
+            &key.name,
+            key.created,
+            key.is_root,
+            key.can_create_buckets,
+            perms,
         );
-        if lwt(&self.session, &self.st.key_insert, values, "creating an access key").await?.applied {
+        if lwt(
+            &self.session,
+            &self.st.key_insert,
+            values,
+            "creating an access key",
+        )
+        .await?
+        .applied
+        {
             Ok(())
         } else {
             Err(MetaError::KeyAlreadyExists(key.access_key_id))
@@ -150,12 +259,20 @@ impl ScyllaStore {
     }
 
     pub(super) async fn key(&self, id: &str) -> Result<Option<AccessKeyRecord>> {
-        let row: Option<KeyRow> = first(&self.session, &self.st.key_get, (id,), "reading an access key").await?;
+        let row: Option<KeyRow> = first(
+            &self.session,
+            &self.st.key_get,
+            (id,),
+            "reading an access key",
+        )
+        .await?;
         row.map(key_from_row).transpose()
     }
 
     pub(super) async fn keys(&self) -> Result<Vec<AccessKeyRecord>> {
-        let mut stream = cql::scan::<KeyRow>(&self.session, &self.st.key_scan, (), "listing access keys").await?;
+        let mut stream =
+            cql::scan::<KeyRow>(&self.session, &self.st.key_scan, (), "listing access keys")
+                .await?;
         let mut out = Vec::new();
         while let Some(row) = cql::next_row(&mut stream, "listing access keys").await? {
             out.push(key_from_row(row)?);
@@ -165,20 +282,47 @@ impl ScyllaStore {
     }
 
     pub(super) async fn key_delete(&self, id: &str) -> Result<()> {
-        if lwt(&self.session, &self.st.key_delete, (id,), "deleting an access key").await?.applied {
+        if lwt(
+            &self.session,
+            &self.st.key_delete,
+            (id,),
+            "deleting an access key",
+        )
+        .await?
+        .applied
+        {
             Ok(())
         } else {
             Err(MetaError::NoSuchAccessKey(id.to_owned()))
         }
     }
 
-    pub(super) async fn key_permission(&self, id: &str, bucket: &str, p: Option<Permission>) -> Result<()> {
+    pub(super) async fn key_permission(
+        &self,
+        id: &str,
+        bucket: &str,
+        p: Option<Permission>,
+    ) -> Result<()> {
         let outcome = match p {
             Some(p) => {
                 let values = (bucket, permission_to_text(p), id);
-                lwt(&self.session, &self.st.key_set_permission, values, "setting a permission").await?
+                lwt(
+                    &self.session,
+                    &self.st.key_set_permission,
+                    values,
+                    "setting a permission",
+                )
+                .await?
             }
-            None => lwt(&self.session, &self.st.key_drop_permission, (bucket, id), "removing a permission").await?,
+            None => {
+                lwt(
+                    &self.session,
+                    &self.st.key_drop_permission,
+                    (bucket, id),
+                    "removing a permission",
+                )
+                .await?
+            }
         };
         if outcome.applied {
             Ok(())
@@ -189,15 +333,28 @@ impl ScyllaStore {
 
     // ----- leases (protocol in the module docs of scylla.rs) -----
 
-    pub(super) async fn lease_acquire(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+    pub(super) async fn lease_acquire(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
         for _ in 0..super::MAX_CAS_ATTEMPTS {
             let now = crate::now_millis();
             let expires = now.saturating_add(ttl_millis(ttl));
-            let insert = lwt(&self.session, &self.st.lease_insert, (name, holder, expires), "taking a lease").await?;
+            let insert = lwt(
+                &self.session,
+                &self.st.lease_insert,
+                (name, holder, expires),
+                "taking a lease",
+            )
+            .await?;
             if insert.applied {
                 return Ok(true);
             }
-            let (Some(seen_holder), Some(seen_expiry)) = (insert.text("holder"), insert.bigint("expires_at")) else {
+            let (Some(seen_holder), Some(seen_expiry)) =
+                (insert.text("holder"), insert.bigint("expires_at"))
+            else {
                 continue; // released between our insert and its read-back: try again
             };
             if seen_holder == holder {
@@ -207,7 +364,13 @@ impl ScyllaStore {
                 return Ok(false); // held by someone else, not expired
             }
             let values = (holder, expires, name, &seen_holder, seen_expiry);
-            let take = lwt(&self.session, &self.st.lease_take, values, "taking an expired lease").await?;
+            let take = lwt(
+                &self.session,
+                &self.st.lease_take,
+                values,
+                "taking an expired lease",
+            )
+            .await?;
             // Not applied: another gateway took it, or the holder renewed it; look again.
             if take.applied {
                 return Ok(true);
@@ -216,21 +379,45 @@ impl ScyllaStore {
         Ok(false)
     }
 
-    pub(super) async fn lease_renew(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+    pub(super) async fn lease_renew(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool> {
         let expires = crate::now_millis().saturating_add(ttl_millis(ttl));
         // Only the holder's own row matches; an expired lease nobody took is still ours.
-        Ok(lwt(&self.session, &self.st.lease_renew, (expires, name, holder), "renewing a lease").await?.applied)
+        Ok(lwt(
+            &self.session,
+            &self.st.lease_renew,
+            (expires, name, holder),
+            "renewing a lease",
+        )
+        .await?
+        .applied)
     }
 
     pub(super) async fn lease_release(&self, name: &str, holder: &str) -> Result<()> {
-        lwt(&self.session, &self.st.lease_release, (name, holder), "releasing a lease").await?;
+        lwt(
+            &self.session,
+            &self.st.lease_release,
+            (name, holder),
+            "releasing a lease",
+        )
+        .await?;
         Ok(())
     }
 
     // ----- settings -----
 
     pub(super) async fn setting_init(&self, name: &str, value: &str) -> Result<String> {
-        let outcome = lwt(&self.session, &self.st.setting_init, (name, value), "initialising a setting").await?;
+        let outcome = lwt(
+            &self.session,
+            &self.st.setting_init,
+            (name, value),
+            "initialising a setting",
+        )
+        .await?;
         if outcome.applied {
             return Ok(value.to_owned());
         }
@@ -238,32 +425,55 @@ impl ScyllaStore {
             return Ok(stored);
         }
         // Servers that return no row values on a failed IF NOT EXISTS: read it linearizably.
-        let row: Option<(Option<String>,)> =
-            first(&self.session, &self.st.setting_get_serial, (name,), "reading a setting").await?;
-        row.and_then(|(v,)| v).ok_or_else(|| MetaError::Backend(format!("setting `{name}` vanished")))
+        let row: Option<(Option<String>,)> = first(
+            &self.session,
+            &self.st.setting_get_serial,
+            (name,),
+            "reading a setting",
+        )
+        .await?;
+        row.and_then(|(v,)| v)
+            .ok_or_else(|| MetaError::Backend(format!("setting `{name}` vanished")))
     }
 
     pub(super) async fn setting(&self, name: &str) -> Result<Option<String>> {
-        let row: Option<(Option<String>,)> =
-            first(&self.session, &self.st.setting_get, (name,), "reading a setting").await?;
+        let row: Option<(Option<String>,)> = first(
+            &self.session,
+            &self.st.setting_get,
+            (name,),
+            "reading a setting",
+        )
+        .await?;
         Ok(row.and_then(|(v,)| v))
     }
 
     // ----- statistics: full paged scans, see "Costs to know" -----
 
     pub(super) async fn statistics(&self) -> Result<StoreStats> {
-        let mut stats = StoreStats { buckets: self.buckets().await?.len() as u64, ..Default::default() };
-        let mut objects =
-            cql::scan::<(Option<i64>, Option<bool>)>(&self.session, &self.st.object_stats_scan, (), "counting objects")
-                .await?;
+        let mut stats = StoreStats {
+            buckets: self.buckets().await?.len() as u64,
+            ..Default::default()
+        };
+        let mut objects = cql::scan::<(Option<i64>, Option<bool>)>(
+            &self.session,
+            &self.st.object_stats_scan,
+            (),
+            "counting objects",
+        )
+        .await?;
         while let Some((size, marker)) = cql::next_row(&mut objects, "counting objects").await? {
             if marker != Some(true) {
                 stats.objects += 1;
                 stats.object_bytes += size.unwrap_or(0).max(0) as u64;
             }
         }
-        let mut chunks =
-            cql::scan::<(Option<i64>,)>(&self.session, &self.st.chunk_stats_scan, (), "counting chunks").await?;
+        let mut chunks = cql::scan::<(Option<i64>,)>(
+            &self.session,
+            &self.st.chunk_stats_scan,
+            (),
+            "counting chunks",
+        )
+        .await?;
         while let Some((size,)) = cql::next_row(&mut chunks, "counting chunks").await? {
             stats.chunks += 1;
             stats.chunk_bytes += size.unwrap_or(0).max(0) as u64;

@@ -12,34 +12,55 @@ use crate::{now_millis, ChunkId, ChunkRecord, NodeId, Result, UnixMillis};
 
 /// Which chunks a walk returns.
 pub(super) enum ChunkFilter<'a> {
-    UnderReplicated { replication: usize, healthy: &'a [NodeId] },
-    Unreferenced { before: UnixMillis },
+    UnderReplicated {
+        replication: usize,
+        healthy: &'a [NodeId],
+    },
+    Unreferenced {
+        before: UnixMillis,
+    },
     OnNode(&'a str),
 }
 
 impl ScyllaStore {
     pub(super) async fn has_refs(&self, chunk: &ChunkId) -> Result<bool> {
-        let row: Option<(String,)> =
-            first(&self.session, &self.st.ref_any, (chunk.0.as_slice(),), "reading chunk refs").await?;
+        let row: Option<(String,)> = first(
+            &self.session,
+            &self.st.ref_any,
+            (chunk.0.as_slice(),),
+            "reading chunk refs",
+        )
+        .await?;
         Ok(row.is_some())
     }
 
     async fn ref_count(&self, chunk: &ChunkId) -> Result<u64> {
-        let row: Option<(i64,)> =
-            first(&self.session, &self.st.ref_count, (chunk.0.as_slice(),), "counting chunk refs").await?;
+        let row: Option<(i64,)> = first(
+            &self.session,
+            &self.st.ref_count,
+            (chunk.0.as_slice(),),
+            "counting chunk refs",
+        )
+        .await?;
         Ok(row.map_or(0, |(n,)| n.max(0) as u64))
     }
 
     /// The chunk row without its ref count.
     async fn chunk_row(&self, id: &ChunkId) -> Result<Option<ChunkRecord>> {
-        let row: Option<ChunkRow> =
-            first(&self.session, &self.st.chunk_get, (chunk_prefix(id), id.0.as_slice()), "reading a chunk")
-                .await?;
+        let row: Option<ChunkRow> = first(
+            &self.session,
+            &self.st.chunk_get,
+            (chunk_prefix(id), id.0.as_slice()),
+            "reading a chunk",
+        )
+        .await?;
         row.map(chunk_from_row).transpose()
     }
 
     pub(super) async fn chunk(&self, id: &ChunkId) -> Result<Option<ChunkRecord>> {
-        let Some(mut record) = self.chunk_row(id).await? else { return Ok(None) };
+        let Some(mut record) = self.chunk_row(id).await? else {
+            return Ok(None);
+        };
         record.ref_count = self.ref_count(id).await?;
         Ok(Some(record))
     }
@@ -50,16 +71,32 @@ impl ScyllaStore {
         if self.chunk_row(id).await?.is_none() {
             return Ok(());
         }
-        let stmt = if add { &self.st.chunk_add_replica } else { &self.st.chunk_drop_replica };
-        exec(&self.session, stmt, (vec![node], chunk_prefix(id), id.0.as_slice()), "updating chunk replicas")
-            .await
+        let stmt = if add {
+            &self.st.chunk_add_replica
+        } else {
+            &self.st.chunk_drop_replica
+        };
+        exec(
+            &self.session,
+            stmt,
+            (vec![node], chunk_prefix(id), id.0.as_slice()),
+            "updating chunk replicas",
+        )
+        .await
     }
 
     /// Whether `record` passes `filter`; fills its ref count when it does.
     async fn accepts(&self, filter: &ChunkFilter<'_>, record: &mut ChunkRecord) -> Result<bool> {
         match filter {
-            ChunkFilter::UnderReplicated { replication, healthy } => {
-                let good = record.replicas.iter().filter(|r| healthy.contains(r)).count();
+            ChunkFilter::UnderReplicated {
+                replication,
+                healthy,
+            } => {
+                let good = record
+                    .replicas
+                    .iter()
+                    .filter(|r| healthy.contains(r))
+                    .count();
                 // The unreferenced mark is only a hint here (a release racing a commit can
                 // leave it set on a referenced chunk): the refs decide.
                 if good >= *replication {
@@ -102,8 +139,13 @@ impl ScyllaStore {
                 Some(a) if prefix == start => a.0.to_vec(),
                 _ => Vec::new(),
             };
-            let mut rows = cql::scan::<ChunkRow>(&self.session, &self.st.chunk_scan, (prefix, lower), "walking chunks")
-                .await?;
+            let mut rows = cql::scan::<ChunkRow>(
+                &self.session,
+                &self.st.chunk_scan,
+                (prefix, lower),
+                "walking chunks",
+            )
+            .await?;
             while let Some(row) = cql::next_row(&mut rows, "walking chunks").await? {
                 let mut record = chunk_from_row(row)?;
                 if self.accepts(&filter, &mut record).await? {
@@ -120,14 +162,21 @@ impl ScyllaStore {
     /// Garbage collection's delete. See "Where lightweight transactions are used" in the
     /// module docs of `scylla.rs` for why this is an LWT on `unreferenced_since`.
     pub(super) async fn delete_unreferenced(&self, id: &ChunkId) -> Result<bool> {
-        let Some(record) = self.chunk_row(id).await? else { return Ok(false) };
+        let Some(record) = self.chunk_row(id).await? else {
+            return Ok(false);
+        };
         let prefix = chunk_prefix(id);
         let bytes = id.0.as_slice();
         if self.has_refs(id).await? {
             if record.unreferenced_since != 0 {
                 // Heal a mark left by a release that raced a commit.
-                exec(&self.session, &self.st.chunk_mark_referenced, (prefix, bytes), "marking a chunk referenced")
-                    .await?;
+                exec(
+                    &self.session,
+                    &self.st.chunk_mark_referenced,
+                    (prefix, bytes),
+                    "marking a chunk referenced",
+                )
+                .await?;
             }
             return Ok(false);
         }
@@ -135,11 +184,25 @@ impl ScyllaStore {
             // No refs but never marked (a release failed midway): start the grace period now
             // instead of deleting at once.
             let values = (now_millis(), prefix, bytes);
-            exec(&self.session, &self.st.chunk_mark_unreferenced, values, "marking a chunk unreferenced").await?;
+            exec(
+                &self.session,
+                &self.st.chunk_mark_unreferenced,
+                values,
+                "marking a chunk unreferenced",
+            )
+            .await?;
             return Ok(false);
         }
         let values = (prefix, bytes, record.unreferenced_since);
-        if !lwt(&self.session, &self.st.chunk_delete, values, "deleting a chunk").await?.applied {
+        if !lwt(
+            &self.session,
+            &self.st.chunk_delete,
+            values,
+            "deleting a chunk",
+        )
+        .await?
+        .applied
+        {
             return Ok(false); // a commit marked it referenced meanwhile
         }
         // Data safety: a commit may have written a ref between our check and the delete.
@@ -154,7 +217,13 @@ impl ScyllaStore {
                 prefix,
                 bytes,
             );
-            exec(&self.session, &self.st.chunk_place, values, "restoring a chunk record").await?;
+            exec(
+                &self.session,
+                &self.st.chunk_place,
+                values,
+                "restoring a chunk record",
+            )
+            .await?;
             return Ok(false);
         }
         Ok(true)

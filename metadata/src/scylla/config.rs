@@ -95,7 +95,10 @@ impl ScyllaConfig {
             hosts.push(with_default_port(host)?);
         }
         if hosts.is_empty() {
-            return Err(invalid(spec, "it names no host (expected `host1:9042,host2/keyspace`)"));
+            return Err(invalid(
+                spec,
+                "it names no host (expected `host1:9042,host2/keyspace`)",
+            ));
         }
         Ok(ScyllaConfig {
             hosts,
@@ -150,7 +153,10 @@ fn with_default_port(host: &str) -> Result<String> {
 fn check_port(host: &str, port: &str) -> Result<()> {
     match port.parse::<u16>() {
         Ok(p) if p > 0 => Ok(()),
-        _ => Err(invalid(host, "the port is not a number between 1 and 65535")),
+        _ => Err(invalid(
+            host,
+            "the port is not a number between 1 and 65535",
+        )),
     }
 }
 

@@ -46,7 +46,10 @@ pub(crate) async fn exec(
     values: impl SerializeRow,
     what: &'static str,
 ) -> Result<()> {
-    session.execute_unpaged(stmt, values).await.map_err(backend(what))?;
+    session
+        .execute_unpaged(stmt, values)
+        .await
+        .map_err(backend(what))?;
     Ok(())
 }
 
@@ -61,7 +64,10 @@ pub(crate) async fn rows<T>(
 where
     T: for<'f, 'm> DeserializeRow<'f, 'm>,
 {
-    let result = session.execute_unpaged(stmt, values).await.map_err(backend(what))?;
+    let result = session
+        .execute_unpaged(stmt, values)
+        .await
+        .map_err(backend(what))?;
     let rows = result.into_rows_result().map_err(backend(what))?;
     let decoded = rows
         .rows::<T>()
@@ -81,7 +87,10 @@ pub(crate) async fn first<T>(
 where
     T: for<'f, 'm> DeserializeRow<'f, 'm>,
 {
-    let result = session.execute_unpaged(stmt, values).await.map_err(backend(what))?;
+    let result = session
+        .execute_unpaged(stmt, values)
+        .await
+        .map_err(backend(what))?;
     let rows = result.into_rows_result().map_err(backend(what))?;
     rows.maybe_first_row::<T>().map_err(backend(what))
 }
@@ -97,7 +106,10 @@ pub(crate) async fn scan<T>(
 where
     T: for<'f, 'm> DeserializeRow<'f, 'm>,
 {
-    let pager = session.execute_iter(stmt.clone(), values).await.map_err(backend(what))?;
+    let pager = session
+        .execute_iter(stmt.clone(), values)
+        .await
+        .map_err(backend(what))?;
     pager.rows_stream::<T>().map_err(backend(what))
 }
 
@@ -137,7 +149,10 @@ impl Lwt {
     }
 
     fn value(&self, name: &str) -> Option<&CqlValue> {
-        self.columns.iter().find(|(n, _)| n == name).and_then(|(_, v)| v.as_ref())
+        self.columns
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.as_ref())
     }
 }
 
@@ -148,13 +163,20 @@ pub(crate) async fn lwt(
     values: impl SerializeRow,
     what: &'static str,
 ) -> Result<Lwt> {
-    let result = session.execute_unpaged(stmt, values).await.map_err(backend(what))?;
+    let result = session
+        .execute_unpaged(stmt, values)
+        .await
+        .map_err(backend(what))?;
     parse_lwt(result, what)
 }
 
 fn parse_lwt(result: QueryResult, what: &'static str) -> Result<Lwt> {
     let rows = result.into_rows_result().map_err(backend(what))?;
-    let names: Vec<String> = rows.column_specs().iter().map(|c| c.name().to_owned()).collect();
+    let names: Vec<String> = rows
+        .column_specs()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
     let row: Option<Row> = rows.maybe_first_row::<Row>().map_err(backend(what))?;
     let columns: Vec<(String, Option<CqlValue>)> = match row {
         Some(row) => names.into_iter().zip(row.columns).collect(),
@@ -186,7 +208,9 @@ pub(crate) fn versioning_from_text(s: &str) -> Result<VersioningState> {
         "Unversioned" | "" => Ok(VersioningState::Unversioned),
         "Enabled" => Ok(VersioningState::Enabled),
         "Suspended" => Ok(VersioningState::Suspended),
-        other => Err(MetaError::Corrupt(format!("unknown versioning state `{other}`"))),
+        other => Err(MetaError::Corrupt(format!(
+            "unknown versioning state `{other}`"
+        ))),
     }
 }
 
@@ -230,10 +254,18 @@ mod tests {
 
     #[test]
     fn enums_round_trip_through_text() {
-        for v in [VersioningState::Unversioned, VersioningState::Enabled, VersioningState::Suspended] {
+        for v in [
+            VersioningState::Unversioned,
+            VersioningState::Enabled,
+            VersioningState::Suspended,
+        ] {
             assert_eq!(versioning_from_text(versioning_to_text(v)).unwrap(), v);
         }
-        for s in [AdminState::Active, AdminState::Draining, AdminState::Removed] {
+        for s in [
+            AdminState::Active,
+            AdminState::Draining,
+            AdminState::Removed,
+        ] {
             assert_eq!(admin_state_from_text(admin_state_to_text(s)).unwrap(), s);
         }
         for p in [Permission::Read, Permission::Write, Permission::Owner] {
@@ -245,8 +277,17 @@ mod tests {
     #[test]
     fn codec_refuses_unknown_formats() {
         let text = encode(&vec![1u32, 2]).unwrap();
-        assert_eq!(decode::<Vec<u32>>(Some(FORMAT), Some(&text)).unwrap(), vec![1, 2]);
-        assert!(matches!(decode::<Vec<u32>>(Some(2), Some(&text)), Err(MetaError::Corrupt(_))));
-        assert!(matches!(decode::<Vec<u32>>(None, None), Err(MetaError::Corrupt(_))));
+        assert_eq!(
+            decode::<Vec<u32>>(Some(FORMAT), Some(&text)).unwrap(),
+            vec![1, 2]
+        );
+        assert!(matches!(
+            decode::<Vec<u32>>(Some(2), Some(&text)),
+            Err(MetaError::Corrupt(_))
+        ));
+        assert!(matches!(
+            decode::<Vec<u32>>(None, None),
+            Err(MetaError::Corrupt(_))
+        ));
     }
 }

@@ -69,8 +69,12 @@ pub(crate) type ShardRow<V> = (String, Option<V>);
 pub(crate) trait ShardReader {
     type Value;
     /// At most `limit` rows of `shard` with key `>= from`, in key order.
-    async fn read(&self, shard: i32, from: &str, limit: usize)
-        -> Result<Vec<ShardRow<Self::Value>>>;
+    async fn read(
+        &self,
+        shard: i32,
+        from: &str,
+        limit: usize,
+    ) -> Result<Vec<ShardRow<Self::Value>>>;
 }
 
 /// A merged page; the caller turns it into a `ListPage`.
@@ -121,7 +125,10 @@ impl<R: ShardReader> Merge<'_, R> {
         }
         // Keys are sorted and the first read starts at or after the prefix, so the first key
         // outside the prefix ends this shard.
-        if c.buf.front().is_some_and(|(k, _)| !k.starts_with(self.prefix)) {
+        if c.buf
+            .front()
+            .is_some_and(|(k, _)| !k.starts_with(self.prefix))
+        {
             c.buf.clear();
             c.done = true;
         }
@@ -264,13 +271,21 @@ mod tests {
             for (k, listable) in keys {
                 shards[shard_of(k, count) as usize].insert(k.clone(), *listable);
             }
-            MemShards { shards, rows_read: AtomicUsize::new(0) }
+            MemShards {
+                shards,
+                rows_read: AtomicUsize::new(0),
+            }
         }
     }
 
     impl ShardReader for MemShards {
         type Value = String;
-        async fn read(&self, shard: i32, from: &str, limit: usize) -> Result<Vec<ShardRow<String>>> {
+        async fn read(
+            &self,
+            shard: i32,
+            from: &str,
+            limit: usize,
+        ) -> Result<Vec<ShardRow<String>>> {
             let rows: Vec<_> = self.shards[shard as usize]
                 .range(from.to_owned()..)
                 .take(limit)
@@ -283,7 +298,11 @@ mod tests {
 
     /// What S3 would answer, computed the slow way over all keys.
     fn reference(keys: &[(String, bool)], q: &ListQuery) -> Vec<(bool, String)> {
-        let mut sorted: Vec<_> = keys.iter().filter(|(_, l)| *l).map(|(k, _)| k.clone()).collect();
+        let mut sorted: Vec<_> = keys
+            .iter()
+            .filter(|(_, l)| *l)
+            .map(|(k, _)| k.clone())
+            .collect();
         sorted.sort();
         let mut out: Vec<(bool, String)> = Vec::new();
         for k in sorted {
@@ -335,7 +354,9 @@ mod tests {
             keys.push((format!("a/{i:04}"), true));
             keys.push((format!("b/c/{i}"), i % 7 != 0));
         }
-        for k in ["a", "a+b", "a b", "a%2F", "é/x", "é/y", "ü", "z/", "z//", "/lead", "b/", "b/c"] {
+        for k in [
+            "a", "a+b", "a b", "a%2F", "é/x", "é/y", "ü", "z/", "z//", "/lead", "b/", "b/c",
+        ] {
             keys.push((k.to_owned(), true));
         }
         keys.push(("dead/marker".to_owned(), false));
@@ -377,7 +398,11 @@ mod tests {
         keys.push(("after".to_owned(), true));
         keys.push(("zeta".to_owned(), true));
         let shards = MemShards::new(8, &keys);
-        let q = ListQuery { delimiter: Some("/".into()), max_keys: 1000, ..Default::default() };
+        let q = ListQuery {
+            delimiter: Some("/".into()),
+            max_keys: 1000,
+            ..Default::default()
+        };
         let page = merge_listing(&shards, 8, &q).await.unwrap();
         assert_eq!(page.common_prefixes, vec!["big/".to_owned()]);
         assert_eq!(page.objects, vec!["after".to_owned(), "zeta".to_owned()]);
@@ -389,7 +414,10 @@ mod tests {
     #[tokio::test]
     async fn zero_max_keys_returns_nothing() {
         let shards = MemShards::new(2, &sample_keys());
-        let q = ListQuery { max_keys: 0, ..Default::default() };
+        let q = ListQuery {
+            max_keys: 0,
+            ..Default::default()
+        };
         let page = merge_listing(&shards, 2, &q).await.unwrap();
         assert!(page.objects.is_empty() && page.common_prefixes.is_empty());
     }
@@ -405,7 +433,10 @@ mod tests {
         for i in 0..16_000 {
             counts[shard_of(&format!("backup/2024/file-{i}"), 16) as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (800..1200).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (800..1200).contains(&c)),
+            "{counts:?}"
+        );
     }
 
     #[test]

@@ -37,15 +37,41 @@ enum UploadEntry {
 }
 
 impl ScyllaStore {
-    pub(super) async fn insert_upload(&self, bucket: &BucketRecord, upload: &UploadRecord) -> Result<()> {
+    pub(super) async fn insert_upload(
+        &self,
+        bucket: &BucketRecord,
+        upload: &UploadRecord,
+    ) -> Result<()> {
         self.check_bucket_live(bucket).await?;
-        let values = (&bucket.id, &upload.key, &upload.upload_id, FORMAT, encode(upload)?);
-        exec(&self.session, &self.st.upload_insert, values, "creating an upload").await
+        let values = (
+            &bucket.id,
+            &upload.key,
+            &upload.upload_id,
+            FORMAT,
+            encode(upload)?,
+        );
+        exec(
+            &self.session,
+            &self.st.upload_insert,
+            values,
+            "creating an upload",
+        )
+        .await
     }
 
-    pub(super) async fn upload(&self, bucket: &BucketRecord, key: &str, upload_id: &str) -> Result<UploadRecord> {
-        let row: Option<(Option<i32>, Option<String>)> =
-            first(&self.session, &self.st.upload_get, (&bucket.id, key, upload_id), "reading an upload").await?;
+    pub(super) async fn upload(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<UploadRecord> {
+        let row: Option<(Option<i32>, Option<String>)> = first(
+            &self.session,
+            &self.st.upload_get,
+            (&bucket.id, key, upload_id),
+            "reading an upload",
+        )
+        .await?;
         match row {
             Some((format, record)) => decode(format, record.as_deref()),
             None => Err(MetaError::NoSuchUpload(upload_id.to_owned())),
@@ -63,12 +89,24 @@ impl ScyllaStore {
         self.upload(bucket, key, upload_id).await?;
         let ref_id = part_ref(upload_id, part.number);
         // Refs before the part row, as for objects.
-        self.write_version_data(&ref_id, None, &part.chunks, &placements).await?;
+        self.write_version_data(&ref_id, None, &part.chunks, &placements)
+            .await?;
         let number = part_number(part.number);
-        let old: Option<PartRow> =
-            first(&self.session, &self.st.part_get, (upload_id, number), "reading a part").await?;
+        let old: Option<PartRow> = first(
+            &self.session,
+            &self.st.part_get,
+            (upload_id, number),
+            "reading a part",
+        )
+        .await?;
         let values = (upload_id, number, &ref_id, FORMAT, encode(&part)?);
-        exec(&self.session, &self.st.part_insert, values, "recording a part").await?;
+        exec(
+            &self.session,
+            &self.st.part_insert,
+            values,
+            "recording a part",
+        )
+        .await?;
         if let Some((Some(old_ref), format, record)) = old {
             let old_part: PartRecord = decode(format, record.as_deref())?;
             self.release_refs(&old_ref, &old_part.chunks).await?;
@@ -77,7 +115,12 @@ impl ScyllaStore {
     }
 
     /// All parts of an upload in number order after `after_part`, with their ref ids, paged.
-    async fn parts(&self, upload_id: &str, after_part: u32, max: usize) -> Result<Vec<(String, PartRecord)>> {
+    async fn parts(
+        &self,
+        upload_id: &str,
+        after_part: u32,
+        max: usize,
+    ) -> Result<Vec<(String, PartRecord)>> {
         let mut stream = cql::scan::<PartRow>(
             &self.session,
             &self.st.part_scan,
@@ -87,10 +130,15 @@ impl ScyllaStore {
         .await?;
         let mut out = Vec::new();
         while out.len() < max {
-            let Some((ref_id, format, record)) = cql::next_row(&mut stream, "listing parts").await? else {
+            let Some((ref_id, format, record)) =
+                cql::next_row(&mut stream, "listing parts").await?
+            else {
                 break;
             };
-            out.push((ref_id.unwrap_or_default(), decode(format, record.as_deref())?));
+            out.push((
+                ref_id.unwrap_or_default(),
+                decode(format, record.as_deref())?,
+            ));
         }
         Ok(out)
     }
@@ -104,7 +152,12 @@ impl ScyllaStore {
         max: usize,
     ) -> Result<Vec<PartRecord>> {
         self.upload(bucket, key, upload_id).await?;
-        Ok(self.parts(upload_id, after_part, max).await?.into_iter().map(|(_, p)| p).collect())
+        Ok(self
+            .parts(upload_id, after_part, max)
+            .await?
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect())
     }
 
     pub(super) async fn complete(
@@ -118,7 +171,8 @@ impl ScyllaStore {
         let key = object.key.clone();
         self.upload(bucket, &key, upload_id).await?;
         let parts = self.parts(upload_id, 0, usize::MAX).await?;
-        let by_number: BTreeMap<u32, &PartRecord> = parts.iter().map(|(_, p)| (p.number, p)).collect();
+        let by_number: BTreeMap<u32, &PartRecord> =
+            parts.iter().map(|(_, p)| (p.number, p)).collect();
         let mut manifest: Vec<ManifestEntry> = Vec::new();
         for n in part_numbers {
             let part = by_number.get(n).ok_or(MetaError::InvalidPart(*n))?;
@@ -126,14 +180,21 @@ impl ScyllaStore {
         }
         // The object holds its own refs (written by commit_version before its row); only then
         // are the parts' refs released, so the chunks are never unreferenced in between.
-        let outcome = self.commit_version(bucket, object, &manifest, &[], &condition).await?;
+        let outcome = self
+            .commit_version(bucket, object, &manifest, &[], &condition)
+            .await?;
         if let Err(e) = self.drop_upload(bucket, &key, upload_id, parts).await {
             tracing::warn!(upload_id, error = %e, "upload completed but its parts were not all released (garbage, not data loss)");
         }
         Ok(outcome)
     }
 
-    pub(super) async fn abort(&self, bucket: &BucketRecord, key: &str, upload_id: &str) -> Result<()> {
+    pub(super) async fn abort(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<()> {
         self.upload(bucket, key, upload_id).await?;
         let parts = self.parts(upload_id, 0, usize::MAX).await?;
         self.drop_upload(bucket, key, upload_id, parts).await
@@ -150,11 +211,27 @@ impl ScyllaStore {
         for (ref_id, part) in &parts {
             self.release_refs(ref_id, &part.chunks).await?;
         }
-        exec(&self.session, &self.st.parts_delete, (upload_id,), "deleting parts").await?;
-        exec(&self.session, &self.st.upload_delete, (&bucket.id, key, upload_id), "deleting an upload").await
+        exec(
+            &self.session,
+            &self.st.parts_delete,
+            (upload_id,),
+            "deleting parts",
+        )
+        .await?;
+        exec(
+            &self.session,
+            &self.st.upload_delete,
+            (&bucket.id, key, upload_id),
+            "deleting an upload",
+        )
+        .await
     }
 
-    pub(super) async fn upload_list(&self, bucket: &BucketRecord, q: &UploadListQuery) -> Result<UploadListPage> {
+    pub(super) async fn upload_list(
+        &self,
+        bucket: &BucketRecord,
+        q: &UploadListQuery,
+    ) -> Result<UploadListPage> {
         let mut page = UploadListPage::default();
         if q.max_uploads == 0 {
             return Ok(page);
@@ -164,7 +241,9 @@ impl ScyllaStore {
         // Where to read from: (key, Some(upload id)) is exclusive on the pair, (key, None)
         // inclusive on the key.
         let mut position: (String, Option<String>) = match (&q.key_marker, &q.upload_id_marker) {
-            (Some(km), Some(um)) if km.as_str() >= q.prefix.as_str() => (km.clone(), Some(um.clone())),
+            (Some(km), Some(um)) if km.as_str() >= q.prefix.as_str() => {
+                (km.clone(), Some(um.clone()))
+            }
             (Some(km), None) if after(km) > q.prefix => (after(km), None),
             _ => (q.prefix.clone(), None),
         };
@@ -173,11 +252,22 @@ impl ScyllaStore {
         'read: while entries.len() < want {
             let found: Vec<(String, String, Option<i32>, Option<String>)> = match &position {
                 (key, Some(upload_id)) => {
-                    rows(&self.session, &self.st.upload_list_after, (&bucket.id, key, upload_id, batch), "listing uploads")
-                        .await?
+                    rows(
+                        &self.session,
+                        &self.st.upload_list_after,
+                        (&bucket.id, key, upload_id, batch),
+                        "listing uploads",
+                    )
+                    .await?
                 }
                 (key, None) => {
-                    rows(&self.session, &self.st.upload_list_from, (&bucket.id, key, batch), "listing uploads").await?
+                    rows(
+                        &self.session,
+                        &self.st.upload_list_from,
+                        (&bucket.id, key, batch),
+                        "listing uploads",
+                    )
+                    .await?
                 }
             };
             let exhausted = found.len() < batch as usize;
@@ -186,7 +276,9 @@ impl ScyllaStore {
                     break 'read; // reads start at or after the prefix: past it now
                 }
                 let cp = delimiter.and_then(|d| {
-                    key[q.prefix.len()..].find(d).map(|p| key[..q.prefix.len() + p + d.len()].to_owned())
+                    key[q.prefix.len()..]
+                        .find(d)
+                        .map(|p| key[..q.prefix.len() + p + d.len()].to_owned())
                 });
                 if let Some(cp) = cp {
                     if q.key_marker.as_ref().is_none_or(|km| cp > *km) {

@@ -18,13 +18,23 @@ pub(super) fn version_ref(version_id: &str) -> String {
     format!("obj/{version_id}")
 }
 
+/// How one commit uses a chunk: its manifest indices, and its size and replica nodes when
+/// the commit placed it.
+type ChunkUse<'a> = (Vec<usize>, Option<(u64, BTreeSet<&'a str>)>);
+
+/// `key, delete_marker, format, record` of a listing row.
+type ListRow = (String, Option<bool>, Option<i32>, Option<String>);
+
 /// The ref of manifest entry `idx` under `ref_id`.
 fn entry_ref(ref_id: &str, idx: usize) -> String {
     format!("{ref_id}#{idx}")
 }
 
 /// Whether `condition` allows a commit over `current`. A delete marker counts as no object.
-pub(super) fn check_condition(condition: &PutCondition, current: Option<&ObjectRecord>) -> Result<()> {
+pub(super) fn check_condition(
+    condition: &PutCondition,
+    current: Option<&ObjectRecord>,
+) -> Result<()> {
     let live = current.filter(|c| !c.delete_marker);
     let ok = match condition {
         PutCondition::None => true,
@@ -48,10 +58,20 @@ impl ScyllaStore {
         key: &str,
         serial: bool,
     ) -> Result<Option<ObjectRecord>> {
-        let stmt = if serial { &self.st.object_get_serial } else { &self.st.object_get };
-        let row: Option<(Option<i32>, Option<String>)> =
-            first(&self.session, stmt, (bucket_id, shard, key), "reading an object").await?;
-        row.map(|(format, record)| decode(format, record.as_deref())).transpose()
+        let stmt = if serial {
+            &self.st.object_get_serial
+        } else {
+            &self.st.object_get
+        };
+        let row: Option<(Option<i32>, Option<String>)> = first(
+            &self.session,
+            stmt,
+            (bucket_id, shard, key),
+            "reading an object",
+        )
+        .await?;
+        row.map(|(format, record)| decode(format, record.as_deref()))
+            .transpose()
     }
 
     /// Step 1 of a commit: for every chunk its ref, then its chunk row (replicas from
@@ -68,7 +88,7 @@ impl ScyllaStore {
         // before the chunk row is marked referenced, so garbage collection that sees the
         // chunk marked referenced also finds its ref.
         // One ref per manifest entry (`<ref id>#<index>`), so a chunk used twice holds two.
-        let mut chunks: BTreeMap<ChunkId, (Vec<usize>, Option<(u64, BTreeSet<&str>)>)> = BTreeMap::new();
+        let mut chunks: BTreeMap<ChunkId, ChunkUse<'_>> = BTreeMap::new();
         for (idx, entry) in manifest.iter().enumerate() {
             chunks.entry(entry.chunk).or_default().0.push(idx);
         }
@@ -84,17 +104,35 @@ impl ScyllaStore {
                 let id = chunk.0.as_slice();
                 for idx in uses {
                     let entry_ref = entry_ref(ref_id, idx);
-                    exec(&self.session, &self.st.ref_insert, (id, &entry_ref), "writing a chunk ref").await?;
+                    exec(
+                        &self.session,
+                        &self.st.ref_insert,
+                        (id, &entry_ref),
+                        "writing a chunk ref",
+                    )
+                    .await?;
                 }
                 match placed {
                     Some((size, nodes)) => {
                         let nodes: Vec<&str> = nodes.into_iter().collect();
                         let values = (to_i64(size)?, nodes, now, now, prefix, id);
-                        exec(&self.session, &self.st.chunk_place, values, "recording chunk replicas").await
+                        exec(
+                            &self.session,
+                            &self.st.chunk_place,
+                            values,
+                            "recording chunk replicas",
+                        )
+                        .await
                     }
                     None => {
                         let values = (prefix, id);
-                        exec(&self.session, &self.st.chunk_mark_referenced, values, "marking a chunk referenced").await
+                        exec(
+                            &self.session,
+                            &self.st.chunk_mark_referenced,
+                            values,
+                            "marking a chunk referenced",
+                        )
+                        .await
                     }
                 }
             })
@@ -102,10 +140,22 @@ impl ScyllaStore {
         if let Some(version_id) = version_id {
             stream::iter(manifest.iter().enumerate().map(Ok))
                 .try_for_each_concurrent(WRITE_CONCURRENCY, |(idx, entry)| async move {
-                    let idx = i32::try_from(idx)
-                        .map_err(|_| MetaError::Backend("manifest longer than 2^31 chunks".into()))?;
-                    let values = (version_id, idx, entry.chunk.0.as_slice(), to_i64(entry.size)?);
-                    exec(&self.session, &self.st.manifest_insert, values, "writing a manifest").await
+                    let idx = i32::try_from(idx).map_err(|_| {
+                        MetaError::Backend("manifest longer than 2^31 chunks".into())
+                    })?;
+                    let values = (
+                        version_id,
+                        idx,
+                        entry.chunk.0.as_slice(),
+                        to_i64(entry.size)?,
+                    );
+                    exec(
+                        &self.session,
+                        &self.st.manifest_insert,
+                        values,
+                        "writing a manifest",
+                    )
+                    .await
                 })
                 .await?;
         }
@@ -115,7 +165,11 @@ impl ScyllaStore {
     /// Drops the refs `ref_id` holds on the chunks of `manifest` (one per entry); chunks
     /// left without any ref are marked unreferenced now, which starts their
     /// garbage-collection grace period.
-    pub(super) async fn release_refs(&self, ref_id: &str, manifest: &[ManifestEntry]) -> Result<()> {
+    pub(super) async fn release_refs(
+        &self,
+        ref_id: &str,
+        manifest: &[ManifestEntry],
+    ) -> Result<()> {
         let mut chunks: BTreeMap<ChunkId, Vec<usize>> = BTreeMap::new();
         for (idx, entry) in manifest.iter().enumerate() {
             chunks.entry(entry.chunk).or_default().push(idx);
@@ -126,12 +180,23 @@ impl ScyllaStore {
                 let id = chunk.0.as_slice();
                 for idx in uses {
                     let entry_ref = entry_ref(ref_id, idx);
-                    exec(&self.session, &self.st.ref_delete, (id, &entry_ref), "releasing a chunk ref").await?;
+                    exec(
+                        &self.session,
+                        &self.st.ref_delete,
+                        (id, &entry_ref),
+                        "releasing a chunk ref",
+                    )
+                    .await?;
                 }
                 if !self.has_refs(&chunk).await? {
                     let values = (now, chunk_prefix(&chunk), id);
-                    exec(&self.session, &self.st.chunk_mark_unreferenced, values, "marking a chunk unreferenced")
-                        .await?;
+                    exec(
+                        &self.session,
+                        &self.st.chunk_mark_unreferenced,
+                        values,
+                        "marking a chunk unreferenced",
+                    )
+                    .await?;
                 }
                 Ok(())
             })
@@ -150,8 +215,15 @@ impl ScyllaStore {
     /// Releases a version no object row points at any more: refs, then manifest.
     pub(super) async fn release_version(&self, version_id: &str) -> Result<()> {
         let manifest = self.read_manifest(version_id).await?;
-        self.release_refs(&version_ref(version_id), &manifest).await?;
-        exec(&self.session, &self.st.manifest_delete, (version_id,), "deleting a manifest").await
+        self.release_refs(&version_ref(version_id), &manifest)
+            .await?;
+        exec(
+            &self.session,
+            &self.st.manifest_delete,
+            (version_id,),
+            "deleting a manifest",
+        )
+        .await
     }
 
     /// Like `release_version`, logging instead of failing: used after the commit point, when
@@ -172,7 +244,10 @@ impl ScyllaStore {
         .await?;
         let mut out = Vec::new();
         while let Some((chunk, size)) = cql::next_row(&mut stream, "reading a manifest").await? {
-            out.push(ManifestEntry { chunk: chunk_id_from_bytes(&chunk)?, size: size.max(0) as u64 });
+            out.push(ManifestEntry {
+                chunk: chunk_id_from_bytes(&chunk)?,
+                size: size.max(0) as u64,
+            });
         }
         Ok(out)
     }
@@ -189,11 +264,18 @@ impl ScyllaStore {
     ) -> Result<CommitOutcome> {
         self.check_bucket_live(bucket).await?;
         let shard = shard_of(&object.key, bucket.shard_count);
-        let mut current = self.read_object(&bucket.id, shard, &object.key, true).await?;
+        let mut current = self
+            .read_object(&bucket.id, shard, &object.key, true)
+            .await?;
         // Fail fast, before anything is written.
         check_condition(condition, current.as_ref())?;
-        self.write_version_data(&version_ref(&object.version_id), Some(&object.version_id), manifest, placements)
-            .await?;
+        self.write_version_data(
+            &version_ref(&object.version_id),
+            Some(&object.version_id),
+            manifest,
+            placements,
+        )
+        .await?;
         let record = encode(&object)?;
         let size = to_i64(object.size)?;
         for _ in 0..MAX_CAS_ATTEMPTS {
@@ -202,17 +284,42 @@ impl ScyllaStore {
             let outcome = match &current {
                 None => {
                     let values = (
-                        &bucket.id, shard, &object.key, &object.version_id, size,
-                        object.delete_marker, FORMAT, &record,
+                        &bucket.id,
+                        shard,
+                        &object.key,
+                        &object.version_id,
+                        size,
+                        object.delete_marker,
+                        FORMAT,
+                        &record,
                     );
-                    lwt(&self.session, &self.st.object_insert, values, "committing an object").await?
+                    lwt(
+                        &self.session,
+                        &self.st.object_insert,
+                        values,
+                        "committing an object",
+                    )
+                    .await?
                 }
                 Some(cur) => {
                     let values = (
-                        &object.version_id, size, object.delete_marker, FORMAT, &record,
-                        &bucket.id, shard, &object.key, &cur.version_id,
+                        &object.version_id,
+                        size,
+                        object.delete_marker,
+                        FORMAT,
+                        &record,
+                        &bucket.id,
+                        shard,
+                        &object.key,
+                        &cur.version_id,
                     );
-                    lwt(&self.session, &self.st.object_replace, values, "committing an object").await?
+                    lwt(
+                        &self.session,
+                        &self.st.object_replace,
+                        values,
+                        "committing an object",
+                    )
+                    .await?
                 }
             };
             if outcome.applied {
@@ -222,7 +329,9 @@ impl ScyllaStore {
                 return Ok(CommitOutcome { replaced: current });
             }
             // Another writer changed the key since we read it: start again from its value.
-            current = self.read_object(&bucket.id, shard, &object.key, true).await?;
+            current = self
+                .read_object(&bucket.id, shard, &object.key, true)
+                .await?;
             if let Err(e) = check_condition(condition, current.as_ref()) {
                 self.release_version(&object.version_id).await?;
                 return Err(e);
@@ -245,7 +354,15 @@ impl ScyllaStore {
         for _ in 0..MAX_CAS_ATTEMPTS {
             let Some(cur) = current else { return Ok(None) };
             let values = (&bucket.id, shard, key, &cur.version_id);
-            if lwt(&self.session, &self.st.object_delete, values, "deleting an object").await?.applied {
+            if lwt(
+                &self.session,
+                &self.st.object_delete,
+                values,
+                "deleting an object",
+            )
+            .await?
+            .applied
+            {
                 self.release_version_after_commit(&cur.version_id).await;
                 return Ok(Some(cur));
             }
@@ -257,7 +374,10 @@ impl ScyllaStore {
     }
 
     pub(super) async fn list(&self, bucket: &BucketRecord, query: &ListQuery) -> Result<ListPage> {
-        let reader = ObjectShards { store: self, bucket_id: &bucket.id };
+        let reader = ObjectShards {
+            store: self,
+            bucket_id: &bucket.id,
+        };
         let page = merge_listing(&reader, bucket.shard_count, query).await?;
         Ok(ListPage {
             objects: page.objects,
@@ -272,9 +392,13 @@ impl ScyllaStore {
     pub(super) async fn bucket_has_objects(&self, bucket: &BucketRecord) -> Result<bool> {
         let found = stream::iter(0..bucket.shard_count.max(1) as i32)
             .map(|shard| async move {
-                let row: Option<(String,)> =
-                    first(&self.session, &self.st.object_any, (&bucket.id, shard), "checking a bucket is empty")
-                        .await?;
+                let row: Option<(String,)> = first(
+                    &self.session,
+                    &self.st.object_any,
+                    (&bucket.id, shard),
+                    "checking a bucket is empty",
+                )
+                .await?;
                 Ok::<bool, MetaError>(row.is_some())
             })
             .buffer_unordered(16)
@@ -293,9 +417,14 @@ struct ObjectShards<'a> {
 impl ShardReader for ObjectShards<'_> {
     type Value = ObjectRecord;
 
-    async fn read(&self, shard: i32, from: &str, limit: usize) -> Result<Vec<ShardRow<ObjectRecord>>> {
+    async fn read(
+        &self,
+        shard: i32,
+        from: &str,
+        limit: usize,
+    ) -> Result<Vec<ShardRow<ObjectRecord>>> {
         let limit = i32::try_from(limit).unwrap_or(i32::MAX);
-        let found: Vec<(String, Option<bool>, Option<i32>, Option<String>)> = rows(
+        let found: Vec<ListRow> = rows(
             &self.store.session,
             &self.store.st.object_list,
             (self.bucket_id, shard, from, limit),

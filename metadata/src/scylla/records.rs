@@ -14,9 +14,9 @@ pub(super) fn chunk_prefix(id: &ChunkId) -> i32 {
 pub(super) const CHUNK_PREFIXES: i32 = 4096;
 
 pub(super) fn chunk_id_from_bytes(bytes: &[u8]) -> Result<ChunkId> {
-    let id: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| MetaError::Corrupt(format!("chunk id of {} bytes, expected 32", bytes.len())))?;
+    let id: [u8; 32] = bytes.try_into().map_err(|_| {
+        MetaError::Corrupt(format!("chunk id of {} bytes, expected 32", bytes.len()))
+    })?;
     Ok(ChunkId(id))
 }
 
@@ -30,7 +30,14 @@ fn to_u64(v: Option<i64>) -> u64 {
 }
 
 /// `name, id, created, owner, versioning, shard_count`
-pub(super) type BucketRow = (String, Option<String>, Option<i64>, Option<String>, Option<String>, Option<i32>);
+pub(super) type BucketRow = (
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<i32>,
+);
 
 pub(super) fn bucket_from_row(row: BucketRow) -> Result<BucketRecord> {
     let (name, id, created, owner, versioning, shard_count) = row;
@@ -45,8 +52,14 @@ pub(super) fn bucket_from_row(row: BucketRow) -> Result<BucketRecord> {
 }
 
 /// `chunk_id, size, replicas, created, last_verified, unreferenced_since`
-pub(super) type ChunkRow =
-    (Vec<u8>, Option<i64>, Option<Vec<String>>, Option<i64>, Option<i64>, Option<i64>);
+pub(super) type ChunkRow = (
+    Vec<u8>,
+    Option<i64>,
+    Option<Vec<String>>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
 
 /// A chunk row; `ref_count` is filled in by the caller (it lives in `chunk_refs`).
 pub(super) fn chunk_from_row(row: ChunkRow) -> Result<ChunkRecord> {
@@ -80,8 +93,9 @@ pub(super) fn key_from_row(row: KeyRow) -> Result<AccessKeyRecord> {
         perms.insert(bucket, permission_from_text(&p)?);
     }
     Ok(AccessKeyRecord {
-        secret_key: secret_key
-            .ok_or_else(|| MetaError::Corrupt(format!("access key `{access_key_id}` has no secret")))?,
+        secret_key: secret_key.ok_or_else(|| {
+            MetaError::Corrupt(format!("access key `{access_key_id}` has no secret"))
+        })?,
         access_key_id,
         name: name.unwrap_or_default(),
         created: created.unwrap_or(0),

@@ -35,7 +35,10 @@ pub(crate) fn schema_statements(config: &ScyllaConfig) -> Vec<String> {
 /// after each DDL statement, so the tables exist on every node before statements are prepared.
 pub(crate) async fn apply_schema(session: &Session, config: &ScyllaConfig) -> Result<()> {
     for cql in schema_statements(config) {
-        session.query_unpaged(cql, ()).await.map_err(backend("creating the schema"))?;
+        session
+            .query_unpaged(cql, ())
+            .await
+            .map_err(backend("creating the schema"))?;
     }
     Ok(())
 }
@@ -92,7 +95,10 @@ async fn prepare(
             statement.set_is_idempotent(true);
         }
     }
-    session.prepare(statement).await.map_err(backend("preparing a statement"))
+    session
+        .prepare(statement)
+        .await
+        .map_err(backend("preparing a statement"))
 }
 
 // The decoders in `records.rs` read rows by position: the column lists of the SELECTs below
@@ -197,16 +203,25 @@ mod tests {
         for s in &statements[1..] {
             assert!(s.starts_with("CREATE TABLE IF NOT EXISTS test_ks."), "{s}");
         }
-        assert!(statements.iter().all(|s| !s.contains('{') || s.contains("'class'")));
+        assert!(statements
+            .iter()
+            .all(|s| !s.contains('{') || s.contains("'class'")));
     }
 
     #[test]
     fn column_lists_match_the_statements() {
         // The decoders in the backend read rows by position in these orders.
-        for (cols, table) in [(BUCKET_COLS, "buckets"), (CHUNK_COLS, "chunks"), (KEY_COLS, "access_keys")] {
+        for (cols, table) in [
+            (BUCKET_COLS, "buckets"),
+            (CHUNK_COLS, "chunks"),
+            (KEY_COLS, "access_keys"),
+        ] {
             assert!(SCHEMA_CQL.contains(table));
             for col in cols.split(", ") {
-                assert!(SCHEMA_CQL.contains(&format!("    {col} ")), "{col} of {table}");
+                assert!(
+                    SCHEMA_CQL.contains(&format!("    {col} ")),
+                    "{col} of {table}"
+                );
             }
         }
     }

@@ -33,7 +33,8 @@ impl MetadataStore for ScyllaStore {
         placements: Vec<ChunkPlacement>,
         condition: PutCondition,
     ) -> Result<CommitOutcome> {
-        self.commit_version(bucket, object, &manifest, &placements, &condition).await
+        self.commit_version(bucket, object, &manifest, &placements, &condition)
+            .await
     }
     async fn get_object(&self, bucket: &BucketRecord, key: &str) -> Result<Option<ObjectRecord>> {
         let shard = super::listing::shard_of(key, bucket.shard_count);
@@ -42,7 +43,11 @@ impl MetadataStore for ScyllaStore {
     async fn get_manifest(&self, version_id: &str) -> Result<Vec<ManifestEntry>> {
         self.read_manifest(version_id).await
     }
-    async fn delete_object(&self, bucket: &BucketRecord, key: &str) -> Result<Option<ObjectRecord>> {
+    async fn delete_object(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+    ) -> Result<Option<ObjectRecord>> {
         self.delete_current(bucket, key).await
     }
     async fn list_objects(&self, bucket: &BucketRecord, query: &ListQuery) -> Result<ListPage> {
@@ -52,7 +57,12 @@ impl MetadataStore for ScyllaStore {
     async fn create_upload(&self, bucket: &BucketRecord, upload: UploadRecord) -> Result<()> {
         self.insert_upload(bucket, &upload).await
     }
-    async fn get_upload(&self, bucket: &BucketRecord, key: &str, upload_id: &str) -> Result<UploadRecord> {
+    async fn get_upload(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<UploadRecord> {
         self.upload(bucket, key, upload_id).await
     }
     async fn put_part(
@@ -63,7 +73,8 @@ impl MetadataStore for ScyllaStore {
         part: PartRecord,
         placements: Vec<ChunkPlacement>,
     ) -> Result<()> {
-        self.record_part(bucket, key, upload_id, part, placements).await
+        self.record_part(bucket, key, upload_id, part, placements)
+            .await
     }
     async fn list_parts(
         &self,
@@ -73,9 +84,14 @@ impl MetadataStore for ScyllaStore {
         after_part: u32,
         max: usize,
     ) -> Result<Vec<PartRecord>> {
-        self.part_list(bucket, key, upload_id, after_part, max).await
+        self.part_list(bucket, key, upload_id, after_part, max)
+            .await
     }
-    async fn list_uploads(&self, bucket: &BucketRecord, query: &UploadListQuery) -> Result<UploadListPage> {
+    async fn list_uploads(
+        &self,
+        bucket: &BucketRecord,
+        query: &UploadListQuery,
+    ) -> Result<UploadListPage> {
         self.upload_list(bucket, query).await
     }
     async fn complete_upload(
@@ -86,7 +102,8 @@ impl MetadataStore for ScyllaStore {
         part_numbers: &[u32],
         condition: PutCondition,
     ) -> Result<CommitOutcome> {
-        self.complete(bucket, upload_id, object, part_numbers, condition).await
+        self.complete(bucket, upload_id, object, part_numbers, condition)
+            .await
     }
     async fn abort_upload(&self, bucket: &BucketRecord, key: &str, upload_id: &str) -> Result<()> {
         self.abort(bucket, key, upload_id).await
@@ -108,7 +125,15 @@ impl MetadataStore for ScyllaStore {
         after: Option<ChunkId>,
         limit: usize,
     ) -> Result<Vec<ChunkRecord>> {
-        self.walk_chunks(ChunkFilter::UnderReplicated { replication, healthy }, after, limit).await
+        self.walk_chunks(
+            ChunkFilter::UnderReplicated {
+                replication,
+                healthy,
+            },
+            after,
+            limit,
+        )
+        .await
     }
     async fn unreferenced_chunks(
         &self,
@@ -116,13 +141,26 @@ impl MetadataStore for ScyllaStore {
         after: Option<ChunkId>,
         limit: usize,
     ) -> Result<Vec<ChunkRecord>> {
-        self.walk_chunks(ChunkFilter::Unreferenced { before: unreferenced_before }, after, limit).await
+        self.walk_chunks(
+            ChunkFilter::Unreferenced {
+                before: unreferenced_before,
+            },
+            after,
+            limit,
+        )
+        .await
     }
     async fn delete_chunk_if_unreferenced(&self, id: &ChunkId) -> Result<bool> {
         self.delete_unreferenced(id).await
     }
-    async fn chunks_on_node(&self, node: &str, after: Option<ChunkId>, limit: usize) -> Result<Vec<ChunkRecord>> {
-        self.walk_chunks(ChunkFilter::OnNode(node), after, limit).await
+    async fn chunks_on_node(
+        &self,
+        node: &str,
+        after: Option<ChunkId>,
+        limit: usize,
+    ) -> Result<Vec<ChunkRecord>> {
+        self.walk_chunks(ChunkFilter::OnNode(node), after, limit)
+            .await
     }
 
     async fn record_heartbeat(&self, heartbeat: Heartbeat) -> Result<NodeRecord> {
@@ -147,7 +185,12 @@ impl MetadataStore for ScyllaStore {
     async fn delete_access_key(&self, access_key_id: &str) -> Result<()> {
         self.key_delete(access_key_id).await
     }
-    async fn set_permission(&self, access_key_id: &str, bucket: &str, permission: Option<Permission>) -> Result<()> {
+    async fn set_permission(
+        &self,
+        access_key_id: &str,
+        bucket: &str,
+        permission: Option<Permission>,
+    ) -> Result<()> {
         self.key_permission(access_key_id, bucket, permission).await
     }
 
