@@ -10,3 +10,7 @@ pub mod pipeline;
 pub mod placement;
 pub mod s3;
 pub mod state;
+pub mod admin;
+pub mod credentials;
+pub mod server;
+
