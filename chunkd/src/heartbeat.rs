@@ -29,7 +29,9 @@ pub struct Settings {
 /// Sends heartbeats until a stop is requested. The first one goes out at once.
 pub async fn run(settings: Settings, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
     let http = http_client(Duration::from_secs(2));
-    let timeout = settings.interval.clamp(Duration::from_secs(1), Duration::from_secs(10));
+    let timeout = settings
+        .interval
+        .clamp(Duration::from_secs(1), Duration::from_secs(10));
     let authorization = format!("Bearer {}", settings.cluster_secret);
     let targets: Vec<String> = settings
         .gateways

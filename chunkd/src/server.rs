@@ -154,7 +154,11 @@ async fn put(shared: &Shared, id: ChunkId, req: Request<Incoming>) -> Response<R
         return too_large(max);
     }
     let Ok(_slot) = shared.write_slots.acquire().await else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "ShuttingDown", "node is stopping");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ShuttingDown",
+            "node is stopping",
+        );
     };
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     let store = Arc::clone(&shared.store);
@@ -484,7 +488,11 @@ pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response<R
 }
 
 fn not_found() -> Response<ResponseBody> {
-    error(StatusCode::NOT_FOUND, "NotFound", "no such chunk on this node")
+    error(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        "no such chunk on this node",
+    )
 }
 
 fn too_large(max: u64) -> Response<ResponseBody> {

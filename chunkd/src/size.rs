@@ -11,7 +11,8 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (digits, suffix) = text.split_at(split);
-    let bad = || format!("invalid size {text:?}: expected a number of bytes like 4096, 16MiB or 1GiB");
+    let bad =
+        || format!("invalid size {text:?}: expected a number of bytes like 4096, 16MiB or 1GiB");
     if digits.is_empty() {
         return Err(bad());
     }
@@ -50,7 +51,15 @@ mod tests {
 
     #[test]
     fn bad_sizes_are_rejected() {
-        for bad in ["", "MiB", "-1", "1.5GiB", "12XB", "99999999999999999999", "99999999TiB"] {
+        for bad in [
+            "",
+            "MiB",
+            "-1",
+            "1.5GiB",
+            "12XB",
+            "99999999999999999999",
+            "99999999TiB",
+        ] {
             assert!(parse_size(bad).is_err(), "{bad} should be rejected");
         }
     }

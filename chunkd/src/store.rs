@@ -325,7 +325,11 @@ impl Store {
     }
 
     /// Up to `limit` chunks in id order, strictly after `after`.
-    pub fn list(&self, after: Option<&ChunkId>, limit: usize) -> Result<Vec<ChunkInfo>, StoreError> {
+    pub fn list(
+        &self,
+        after: Option<&ChunkId>,
+        limit: usize,
+    ) -> Result<Vec<ChunkInfo>, StoreError> {
         let mut out = Vec::with_capacity(limit.min(4096));
         if limit == 0 {
             return Ok(out);
@@ -398,7 +402,11 @@ impl Store {
             return Ok(Verdict::Gone);
         };
         let path = self.chunk_path(id);
-        let identity = FileIdentity::of(&file.metadata().map_err(io_err("reading metadata of", &path))?);
+        let identity = FileIdentity::of(
+            &file
+                .metadata()
+                .map_err(io_err("reading metadata of", &path))?,
+        );
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; COPY_BUFFER];
         let mut size = 0u64;
@@ -571,7 +579,10 @@ fn empty_dir(dir: &Path) -> Result<(), StoreError> {
 
 /// Whether `name` can be a fan-out directory: two lowercase hex characters.
 fn is_fanout_name(name: &str) -> bool {
-    name.len() == 2 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    name.len() == 2
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Names in `dir`, sorted; an absent directory (or a file where a directory was expected)
@@ -579,7 +590,12 @@ fn is_fanout_name(name: &str) -> bool {
 fn sorted_names(dir: &Path) -> Result<Vec<String>, StoreError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
             return Ok(Vec::new())
         }
         Err(e) => return Err(io_err("listing", dir)(e)),
@@ -597,11 +613,12 @@ fn sorted_names(dir: &Path) -> Result<Vec<String>, StoreError> {
 
 fn filesystem_size(path: &Path) -> Result<u64, StoreError> {
     use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| StoreError::Io {
-        context: "measuring the file system of",
-        path: path.to_owned(),
-        source: io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"),
-    })?;
+    let c_path =
+        std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| StoreError::Io {
+            context: "measuring the file system of",
+            path: path.to_owned(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"),
+        })?;
     // SAFETY: statvfs writes into the zeroed struct we pass; c_path is a valid C string.
     let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) };

@@ -10,8 +10,9 @@
 //! | `PUT /chunks/{id}` | 201 stored, 200 already there (mtime refreshed), 400 `BadDigest`, 413, 507 |
 //! | `GET /chunks/{id}` | 200 with the bytes and Content-Length, 404 |
 //! | `HEAD /chunks/{id}` | 200 with Content-Length, 404 |
-//! | `DELETE /chunks/{id}?grace=S` | 204 deleted or absent, 409 written less than S seconds ago |
-//! | `GET /chunks?after={id}&limit={n}` | 200 [`ChunkPage`] |
+//! | `HEAD /chunks/{id}?touch=1` | like `HEAD`; when present also refreshes the mtime (GC grace) |
+//! | `DELETE /chunks/{id}?grace=S` | 204 deleted or absent, 409 written less than S seconds ago (no `grace`: 0) |
+//! | `GET /chunks?after={id}&limit={n}` | 200 [`ChunkPage`] (limit 1 to 10000, default 1000) |
 //! | `GET /health` | 200 [`Health`] (no secret needed) |
 //!
 //! Errors carry an [`ErrorBody`].
@@ -27,7 +28,9 @@ pub const HEARTBEAT_PATH: &str = "/cluster/heartbeat";
 /// (upper case, `..`, `/`, percent-encoding, other lengths) is rejected before any file is
 /// touched, which is what keeps every request inside the data directory.
 pub fn is_valid_chunk_id(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// `GET /health`: the node's state. Lists no chunk ids.

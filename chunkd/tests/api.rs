@@ -20,23 +20,38 @@ async fn client_against_every_endpoint() {
 
     let chunk = Bytes::from(data(1, 1 << 20));
     let id = id_of(&chunk);
-    assert_eq!(client.put(&id, chunk.clone()).await.unwrap(), PutOutcome::Created);
-    assert_eq!(client.put(&id, chunk.clone()).await.unwrap(), PutOutcome::AlreadyPresent);
+    assert_eq!(
+        client.put(&id, chunk.clone()).await.unwrap(),
+        PutOutcome::Created
+    );
+    assert_eq!(
+        client.put(&id, chunk.clone()).await.unwrap(),
+        PutOutcome::AlreadyPresent
+    );
     assert_eq!(client.get(&id).await.unwrap(), chunk);
     assert_eq!(client.head(&id).await.unwrap(), Some(chunk.len() as u64));
     assert_eq!(client.touch(&id).await.unwrap(), Some(chunk.len() as u64));
 
     let absent = id_of(b"never stored");
-    assert!(matches!(client.get(&absent).await, Err(ClientError::NotFound)));
+    assert!(matches!(
+        client.get(&absent).await,
+        Err(ClientError::NotFound)
+    ));
     assert_eq!(client.head(&absent).await.unwrap(), None);
     assert_eq!(client.touch(&absent).await.unwrap(), None);
 
     // Wrong bytes for the id: refused, nothing kept.
     let wrong = id_of(b"something else");
-    assert!(matches!(client.put(&wrong, chunk.clone()).await, Err(ClientError::BadDigest)));
+    assert!(matches!(
+        client.put(&wrong, chunk.clone()).await,
+        Err(ClientError::BadDigest)
+    ));
     assert_eq!(client.head(&wrong).await.unwrap(), None);
     // Bad ids never leave the client.
-    assert!(matches!(client.get("../node_id").await, Err(ClientError::InvalidChunkId)));
+    assert!(matches!(
+        client.get("../node_id").await,
+        Err(ClientError::InvalidChunkId)
+    ));
 
     // Listing, in id order, in pages.
     let mut ids = vec![id.clone()];
@@ -81,16 +96,31 @@ async fn client_against_every_endpoint() {
         DeleteOutcome::TooYoung
     );
     assert_eq!(client.get(&id).await.unwrap(), chunk);
-    assert_eq!(client.delete(&id, Duration::ZERO).await.unwrap(), DeleteOutcome::Deleted);
+    assert_eq!(
+        client.delete(&id, Duration::ZERO).await.unwrap(),
+        DeleteOutcome::Deleted
+    );
     assert!(matches!(client.get(&id).await, Err(ClientError::NotFound)));
-    assert_eq!(client.delete(&id, Duration::ZERO).await.unwrap(), DeleteOutcome::Deleted);
+    assert_eq!(
+        client.delete(&id, Duration::ZERO).await.unwrap(),
+        DeleteOutcome::Deleted
+    );
     assert_eq!(client.health().await.unwrap().chunk_count, 5);
 
     // A wrong secret is refused by every endpoint but /health.
     let intruder = ChunkClient::new(&node.url, "wrong secret");
-    assert!(matches!(intruder.get(&ids[0]).await, Err(ClientError::Unauthorized)));
-    assert!(matches!(intruder.head(&ids[0]).await, Err(ClientError::Unauthorized)));
-    assert!(matches!(intruder.list(None, 10).await, Err(ClientError::Unauthorized)));
+    assert!(matches!(
+        intruder.get(&ids[0]).await,
+        Err(ClientError::Unauthorized)
+    ));
+    assert!(matches!(
+        intruder.head(&ids[0]).await,
+        Err(ClientError::Unauthorized)
+    ));
+    assert!(matches!(
+        intruder.list(None, 10).await,
+        Err(ClientError::Unauthorized)
+    ));
     assert!(intruder.health().await.is_ok());
 }
 
@@ -117,7 +147,12 @@ fn wrong_or_missing_secret_gets_401_and_changes_nothing() {
     let bad_secret = [("Authorization", "Bearer nope")];
     let lowercase_scheme = [("Authorization", "bearer test-cluster-secret")];
     let no_scheme = [("Authorization", SECRET)];
-    for headers in [&[][..], &bad_secret[..], &lowercase_scheme[..], &no_scheme[..]] {
+    for headers in [
+        &[][..],
+        &bad_secret[..],
+        &lowercase_scheme[..],
+        &no_scheme[..],
+    ] {
         for (method, target, body) in [
             ("PUT", path.as_str(), &chunk[..]),
             ("GET", path.as_str(), &[][..]),
@@ -192,7 +227,10 @@ fn malformed_ids_get_400_and_touch_no_file() {
     }
     let answer = raw(node.addr, "GET", "/chunks?after=../x", &headers, &[]);
     assert_eq!(answer.status, 400);
-    assert_eq!(std::fs::read(dir.path().join("node_id")).unwrap(), node_id_before);
+    assert_eq!(
+        std::fs::read(dir.path().join("node_id")).unwrap(),
+        node_id_before
+    );
     assert!(files_below(&dir.path().join("chunks")).is_empty());
     assert!(files_below(&dir.path().join("tmp")).is_empty());
 }
@@ -204,10 +242,16 @@ async fn oversized_body_gets_413_and_keeps_nothing() {
     let client = node.client();
 
     let exact = Bytes::from(data(3, 64 << 10));
-    assert_eq!(client.put(&id_of(&exact), exact.clone()).await.unwrap(), PutOutcome::Created);
+    assert_eq!(
+        client.put(&id_of(&exact), exact.clone()).await.unwrap(),
+        PutOutcome::Created
+    );
 
     let big = Bytes::from(data(4, (64 << 10) + 1));
-    assert!(matches!(client.put(&id_of(&big), big.clone()).await, Err(ClientError::TooLarge)));
+    assert!(matches!(
+        client.put(&id_of(&big), big.clone()).await,
+        Err(ClientError::TooLarge)
+    ));
 
     // Without Content-Length (chunked), the limit is enforced while the body streams in.
     let id = id_of(&big);
@@ -215,7 +259,9 @@ async fn oversized_body_gets_413_and_keeps_nothing() {
     let answer = tokio::task::spawn_blocking(move || {
         use std::io::Write;
         let mut stream = std::net::TcpStream::connect(node.addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         let head = format!(
             "PUT /chunks/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\
              Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
@@ -261,6 +307,12 @@ fn every_flag_can_come_from_the_environment() {
     assert_eq!(doc["capacity_bytes"], 2u64 << 30);
     let auth = bearer();
     let big = data(5, 2000);
-    let answer = raw(node.addr, "PUT", &format!("/chunks/{}", id_of(&big)), &[("Authorization", &auth)], &big);
+    let answer = raw(
+        node.addr,
+        "PUT",
+        &format!("/chunks/{}", id_of(&big)),
+        &[("Authorization", &auth)],
+        &big,
+    );
     assert_eq!(answer.status, 413);
 }

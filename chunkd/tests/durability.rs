@@ -14,7 +14,9 @@ use common::*;
 /// Opens a PUT of `total` bytes for `id` and sends its first `sent` bytes.
 fn start_put(node: &Chunkd, id: &str, body: &[u8], sent: usize) -> TcpStream {
     let mut stream = TcpStream::connect(node.addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let head = format!(
         "PUT /chunks/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: {}\r\nContent-Length: {}\r\n\
          Connection: close\r\n\r\n",
@@ -61,7 +63,10 @@ async fn kill_9_during_a_large_write_leaves_no_partial_chunk() {
 
     // The same chunk can then be stored whole.
     let body = Bytes::from(body);
-    assert_eq!(client.put(&id, body.clone()).await.unwrap(), PutOutcome::Created);
+    assert_eq!(
+        client.put(&id, body.clone()).await.unwrap(),
+        PutOutcome::Created
+    );
     assert_eq!(client.get(&id).await.unwrap(), body);
 }
 
@@ -92,7 +97,13 @@ fn sigterm_finishes_the_write_in_flight_and_exits_0() {
 
     let node = Chunkd::start(dir.path(), &[]);
     let auth = bearer();
-    let answer = raw(node.addr, "GET", &format!("/chunks/{id}"), &[("Authorization", &auth)], &[]);
+    let answer = raw(
+        node.addr,
+        "GET",
+        &format!("/chunks/{id}"),
+        &[("Authorization", &auth)],
+        &[],
+    );
     assert_eq!(answer.status, 200);
     assert_eq!(answer.body, body);
 }
@@ -102,7 +113,9 @@ async fn scrubber_quarantines_and_reports_a_chunk_corrupted_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let node = Chunkd::start(dir.path(), &["--scrub-rate", "64MiB"]);
     let client = node.client();
-    let chunks: Vec<Bytes> = (20..23).map(|seed| Bytes::from(data(seed, 256 << 10))).collect();
+    let chunks: Vec<Bytes> = (20..23)
+        .map(|seed| Bytes::from(data(seed, 256 << 10)))
+        .collect();
     for chunk in &chunks {
         client.put(&id_of(chunk), chunk.clone()).await.unwrap();
     }
@@ -121,21 +134,35 @@ async fn scrubber_quarantines_and_reports_a_chunk_corrupted_on_disk() {
     let mut health = client.health().await.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while health.corrupt_chunks == 0 {
-        assert!(std::time::Instant::now() < deadline, "scrubber did not report the corrupt chunk");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "scrubber did not report the corrupt chunk"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
         health = client.health().await.unwrap();
     }
     assert_eq!(health.corrupt_chunks, 1);
     assert_eq!(health.chunk_count, 2);
     assert_eq!(client.head(&victim).await.unwrap(), None);
-    let listed: Vec<String> = client.list(None, 10).await.unwrap().chunks.into_iter().map(|c| c.id).collect();
+    let listed: Vec<String> = client
+        .list(None, 10)
+        .await
+        .unwrap()
+        .chunks
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
     assert!(!listed.contains(&victim));
     for good in [&chunks[0], &chunks[2]] {
         assert_eq!(&client.get(&id_of(good)).await.unwrap(), good);
     }
     let quarantined = files_below(&dir.path().join("quarantine"));
     assert_eq!(quarantined.len(), 1);
-    assert!(quarantined[0].file_name().unwrap().to_string_lossy().starts_with(&victim));
+    assert!(quarantined[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .starts_with(&victim));
     drop(node);
 
     // The count survives a restart (kill -9 included), and is in the heartbeat document too.

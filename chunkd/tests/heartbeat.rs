@@ -31,7 +31,9 @@ async fn test_gateway() -> (SocketAddr, Received, tokio::task::JoinHandle<()>) {
     let log = Arc::clone(&received);
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let log = Arc::clone(&log);
             tokio::spawn(async move {
                 let service = service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -77,14 +79,22 @@ async fn wait_for_beats(received: &Received, n: usize) -> Vec<(String, String, V
         if beats.len() >= n {
             return beats;
         }
-        assert!(std::time::Instant::now() < deadline, "only {} heartbeats arrived", beats.len());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} heartbeats arrived",
+            beats.len()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 /// A port nobody listens on.
 fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,8 +106,16 @@ async fn binary_sends_heartbeats_and_survives_failing_gateways() {
     let node = Chunkd::start(
         dir.path(),
         &[
-            "--gateway", &dead, "--gateway", &live, "--heartbeat-interval", "100ms",
-            "--advertise", "http://10.1.2.3:7070", "--zone", "rack-7",
+            "--gateway",
+            &dead,
+            "--gateway",
+            &live,
+            "--heartbeat-interval",
+            "100ms",
+            "--advertise",
+            "http://10.1.2.3:7070",
+            "--zone",
+            "rack-7",
         ],
     );
     // The first answer is a 500 and one gateway is unreachable: heartbeats keep coming.
@@ -122,7 +140,10 @@ async fn binary_sends_heartbeats_and_survives_failing_gateways() {
             assert_eq!(last.health.used_bytes, 4096);
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "heartbeats never showed the chunk");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "heartbeats never showed the chunk"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(node);
@@ -133,7 +154,11 @@ async fn binary_sends_heartbeats_and_survives_failing_gateways() {
 async fn in_process_node_serves_heartbeats_and_shuts_down() {
     let (gateway, received, server) = test_gateway().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = NodeConfig::new(dir.path().to_owned(), "127.0.0.1:0".parse().unwrap(), SECRET);
+    let mut config = NodeConfig::new(
+        dir.path().to_owned(),
+        "127.0.0.1:0".parse().unwrap(),
+        SECRET,
+    );
     config.gateways = vec![format!("http://{gateway}/")];
     config.heartbeat_interval = Duration::from_millis(100);
     let node = chunkd::start(config.clone()).await.unwrap();
@@ -144,7 +169,10 @@ async fn in_process_node_serves_heartbeats_and_shuts_down() {
     let client = ChunkClient::new(&url, SECRET);
     let chunk = Bytes::from(data(31, 100_000));
     let id = id_of(&chunk);
-    assert_eq!(client.put(&id, chunk.clone()).await.unwrap(), PutOutcome::Created);
+    assert_eq!(
+        client.put(&id, chunk.clone()).await.unwrap(),
+        PutOutcome::Created
+    );
     let beats = wait_for_beats(&received, 2).await;
     let beat: Heartbeat = serde_json::from_slice(&beats[1].2).unwrap();
     assert_eq!(beat.address, url);
@@ -155,7 +183,11 @@ async fn in_process_node_serves_heartbeats_and_shuts_down() {
     assert!(client.health().await.is_err());
     let count = received.lock().unwrap().len();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(received.lock().unwrap().len(), count, "heartbeats continued after shutdown");
+    assert_eq!(
+        received.lock().unwrap().len(),
+        count,
+        "heartbeats continued after shutdown"
+    );
 
     // The data directory is free again, with the same identity and the chunk.
     let node = chunkd::start(config).await.unwrap();

@@ -25,7 +25,10 @@ fn files_in(dir: &Path) -> Vec<String> {
 }
 
 fn set_mtime(store: &Store, id: &ChunkId, when: SystemTime) {
-    let file = OpenOptions::new().write(true).open(store.chunk_path(id)).unwrap();
+    let file = OpenOptions::new()
+        .write(true)
+        .open(store.chunk_path(id))
+        .unwrap();
     file.set_modified(when).unwrap();
 }
 
@@ -98,7 +101,10 @@ fn second_put_is_already_present_and_refreshes_mtime() {
     let old = SystemTime::now() - Duration::from_secs(3600);
     set_mtime(&store, &id, old);
     assert_eq!(put(&store, data).unwrap(), PutResult::AlreadyPresent);
-    let mtime = fs::metadata(store.chunk_path(&id)).unwrap().modified().unwrap();
+    let mtime = fs::metadata(store.chunk_path(&id))
+        .unwrap()
+        .modified()
+        .unwrap();
     assert!(mtime > old + Duration::from_secs(3000));
     assert_eq!(store.chunk_count(), 1);
     assert_eq!(store.used_bytes(), data.len() as u64);
@@ -112,17 +118,29 @@ fn delete_respects_the_grace_period() {
     let id = id_of(data);
     put(&store, data).unwrap();
     // Just written: too young for a 60 s grace.
-    assert_eq!(store.delete(&id, Duration::from_secs(60)).unwrap(), DeleteResult::TooYoung);
+    assert_eq!(
+        store.delete(&id, Duration::from_secs(60)).unwrap(),
+        DeleteResult::TooYoung
+    );
     assert_eq!(store.stat(&id).unwrap(), Some(data.len() as u64));
     // Written two minutes ago: deletable.
     set_mtime(&store, &id, SystemTime::now() - Duration::from_secs(120));
     // ...but a touch restarts the clock.
     assert_eq!(store.touch(&id).unwrap(), Some(data.len() as u64));
-    assert_eq!(store.delete(&id, Duration::from_secs(60)).unwrap(), DeleteResult::TooYoung);
+    assert_eq!(
+        store.delete(&id, Duration::from_secs(60)).unwrap(),
+        DeleteResult::TooYoung
+    );
     set_mtime(&store, &id, SystemTime::now() - Duration::from_secs(120));
-    assert_eq!(store.delete(&id, Duration::from_secs(60)).unwrap(), DeleteResult::Deleted);
+    assert_eq!(
+        store.delete(&id, Duration::from_secs(60)).unwrap(),
+        DeleteResult::Deleted
+    );
     assert_eq!(store.stat(&id).unwrap(), None);
-    assert_eq!(store.delete(&id, Duration::from_secs(60)).unwrap(), DeleteResult::Absent);
+    assert_eq!(
+        store.delete(&id, Duration::from_secs(60)).unwrap(),
+        DeleteResult::Absent
+    );
     assert_eq!(store.touch(&id).unwrap(), None);
     assert_eq!(store.chunk_count(), 0);
     assert_eq!(store.used_bytes(), 0);
@@ -135,7 +153,10 @@ fn mtime_in_the_future_counts_as_young() {
     let id = id_of(b"clock skew");
     put(&store, b"clock skew").unwrap();
     set_mtime(&store, &id, SystemTime::now() + Duration::from_secs(600));
-    assert_eq!(store.delete(&id, Duration::from_secs(1)).unwrap(), DeleteResult::TooYoung);
+    assert_eq!(
+        store.delete(&id, Duration::from_secs(1)).unwrap(),
+        DeleteResult::TooYoung
+    );
 }
 
 #[test]
@@ -166,7 +187,11 @@ fn chunk_paths_stay_under_the_chunks_directory() {
     let path = store.chunk_path(&id);
     assert_eq!(
         path,
-        dir.path().join("chunks").join("0f").join("0f").join("0f".repeat(32))
+        dir.path()
+            .join("chunks")
+            .join("0f")
+            .join("0f")
+            .join("0f".repeat(32))
     );
 }
 
@@ -217,9 +242,15 @@ fn out_of_space_errors_are_recognised() {
     use std::io::Write;
     // /dev/full fails every write with ENOSPC, like a full disk.
     let mut full = OpenOptions::new().write(true).open("/dev/full").unwrap();
-    let e = full.write_all(&[0u8; 4096]).and_then(|()| full.flush()).unwrap_err();
+    let e = full
+        .write_all(&[0u8; 4096])
+        .and_then(|()| full.flush())
+        .unwrap_err();
     assert!(is_out_of_space(&e));
-    assert!(matches!(io_err("writing", Path::new("/dev/full"))(e), StoreError::Full));
+    assert!(matches!(
+        io_err("writing", Path::new("/dev/full"))(e),
+        StoreError::Full
+    ));
 }
 
 #[test]
@@ -235,7 +266,10 @@ fn node_id_is_created_once_and_kept() {
 fn a_data_directory_is_used_by_one_store_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let _store = Store::open(dir.path(), None).unwrap();
-    assert!(matches!(Store::open(dir.path(), None), Err(StoreError::Locked { .. })));
+    assert!(matches!(
+        Store::open(dir.path(), None),
+        Err(StoreError::Locked { .. })
+    ));
 }
 
 #[test]
@@ -247,7 +281,12 @@ fn corrupt_chunk_is_quarantined_counted_and_unlisted() {
     put(&store, good).unwrap();
     put(&store, bad).unwrap();
     let bad_id = id_of(bad);
-    assert_eq!(store.verify(&bad_id).unwrap(), Verdict::Good { size: bad.len() as u64 });
+    assert_eq!(
+        store.verify(&bad_id).unwrap(),
+        Verdict::Good {
+            size: bad.len() as u64
+        }
+    );
     fs::write(store.chunk_path(&bad_id), b"soon rottem").unwrap();
     let Verdict::Corrupt { identity, .. } = store.verify(&bad_id).unwrap() else {
         panic!("corruption not detected");
@@ -257,7 +296,12 @@ fn corrupt_chunk_is_quarantined_counted_and_unlisted() {
     assert_eq!(store.corrupt_chunks(), 1);
     assert_eq!(store.chunk_count(), 1);
     assert_eq!(files_in(&dir.path().join("quarantine")).len(), 1);
-    assert_eq!(store.verify(&id_of(good)).unwrap(), Verdict::Good { size: good.len() as u64 });
+    assert_eq!(
+        store.verify(&id_of(good)).unwrap(),
+        Verdict::Good {
+            size: good.len() as u64
+        }
+    );
     drop(store);
     // The count survives a restart.
     assert_eq!(Store::open(dir.path(), None).unwrap().corrupt_chunks(), 1);

@@ -142,12 +142,12 @@ impl<'a> TempChunk<'a> {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => None,
                 Err(e) => return Err(io_err("reading metadata of", &target)(e)),
             };
-            if previous.is_none()
-                && store.used_bytes().saturating_add(self.len) > store.capacity()
+            if previous.is_none() && store.used_bytes().saturating_add(self.len) > store.capacity()
             {
                 return Err(StoreError::Full);
             }
-            fs::rename(&self.path, &target).map_err(io_err("renaming chunk into place", &target))?;
+            fs::rename(&self.path, &target)
+                .map_err(io_err("renaming chunk into place", &target))?;
             self.committed = true;
             match previous {
                 Some(old_len) => {

@@ -84,7 +84,10 @@ impl Chunkd {
             if let Some(status) = self.child.try_wait().expect("waiting for chunkd") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "chunkd did not exit after signal {signal}");
+            assert!(
+                Instant::now() < deadline,
+                "chunkd did not exit after signal {signal}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -127,7 +130,8 @@ impl Raw {
     pub fn header(&self, name: &str) -> Option<String> {
         self.head.lines().find_map(|line| {
             let (key, value) = line.split_once(':')?;
-            key.eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
+            key.eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
         })
     }
 
@@ -139,10 +143,19 @@ impl Raw {
 }
 
 /// Sends one request (`Connection: close`) exactly as given and reads the whole answer.
-pub fn raw(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Raw {
+pub fn raw(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Raw {
     let mut stream = TcpStream::connect(addr).expect("connecting to chunkd");
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut request = format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut request =
+        format!("{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
