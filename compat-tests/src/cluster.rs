@@ -283,6 +283,30 @@ impl Cluster {
         &self.nodes[i].data_dir
     }
 
+    /// The chunk files node `i` holds: (chunk id, path), found by walking its `chunks/`
+    /// directory for files named by a 64-hex-digit id (for corruption tests).
+    pub fn chunk_files(&self, i: usize) -> Vec<(String, PathBuf)> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.nodes[i].data_dir.join("chunks")];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let path = e.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+                    if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        out.push((name.to_string(), path.clone()));
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
     /// Base URL of node `i` while it runs.
     pub fn node_url(&self, i: usize) -> Option<&str> {
         self.nodes[i].url.as_deref()
@@ -416,7 +440,7 @@ fn clean_env(cmd: &mut Command) {
     if std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "info");
     }
-    cmd.env_remove("RUST_BACKTRACE").env("RUST_BACKTRACE", "1");
+    cmd.env("RUST_BACKTRACE", "1").env("NO_COLOR", "1");
 }
 
 /// Spawns `cmd` with stderr appended to `log` and stdout read line by line on a thread. Every

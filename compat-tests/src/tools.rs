@@ -96,29 +96,31 @@ pub struct AwsCli {
 }
 
 impl AwsCli {
-    /// aws-cli `version` for `cluster`, or None (after one `skipped:` line) when not installed.
-    pub fn new(version: AwsCliVersion, cluster: &Cluster) -> Option<AwsCli> {
-        let exe = match version {
+    /// Finds aws-cli `version`, or returns None after one `skipped:` line (a panic under
+    /// `SDFBS_REQUIRE_E2E=1`). Call it before starting a cluster.
+    pub fn find(version: AwsCliVersion) -> Option<PathBuf> {
+        match version {
             AwsCliVersion::V2 => {
                 let p = PathBuf::from("/usr/bin/aws");
-                if !is_executable(&p) {
-                    missing("aws-cli v2", " (apt-get install awscli)");
-                    return None;
+                if is_executable(&p) {
+                    Some(p)
+                } else {
+                    missing("aws-cli v2", " (apt-get install awscli)")
                 }
-                p
             }
             AwsCliVersion::V1 => match std::env::var_os("SDFBS_AWSCLI_V1").map(PathBuf::from) {
-                Some(p) if is_executable(&p) => p,
-                _ => {
-                    missing(
-                        "aws-cli v1",
-                        " (SDFBS_AWSCLI_V1 must name its `aws`; .ci/run makes a virtualenv with it)",
-                    );
-                    return None;
-                }
+                Some(p) if is_executable(&p) => Some(p),
+                _ => missing(
+                    "aws-cli v1",
+                    " (SDFBS_AWSCLI_V1 must name its `aws`; .ci/run makes a virtualenv with it)",
+                ),
             },
-        };
-        let conf = tempfile::Builder::new().prefix("sdfbs-awscli-").tempdir().ok()?;
+        }
+    }
+
+    /// aws-cli `exe` (from [`AwsCli::find`]) configured for `cluster`.
+    pub fn new(exe: PathBuf, version: AwsCliVersion, cluster: &Cluster) -> AwsCli {
+        let conf = tempdir("sdfbs-awscli-");
         let mut config = format!(
             "[default]\nregion = {}\ns3 =\n    addressing_style = path\n",
             cluster.region
@@ -126,9 +128,9 @@ impl AwsCli {
         if version == AwsCliVersion::V1 {
             config.push_str("    signature_version = s3v4\n");
         }
-        std::fs::write(conf.path().join("config"), config).ok()?;
-        std::fs::write(conf.path().join("credentials"), "").ok()?;
-        Some(AwsCli {
+        write(&conf.path().join("config"), &config);
+        write(&conf.path().join("credentials"), "");
+        AwsCli {
             exe,
             version,
             conf,
@@ -136,7 +138,7 @@ impl AwsCli {
             access_key: cluster.access_key.clone(),
             secret_key: cluster.secret_key.clone(),
             region: cluster.region.clone(),
-        })
+        }
     }
 
     /// `aws --endpoint-url <cluster> <args>` with credentials and config from the environment
@@ -183,11 +185,10 @@ pub struct Rclone {
 }
 
 impl Rclone {
-    /// rclone for `cluster`, or None (after one `skipped:` line) when not installed.
-    pub fn new(cluster: &Cluster) -> Option<Rclone> {
-        let exe = require_tool("rclone")?;
-        let conf = tempfile::Builder::new().prefix("sdfbs-rclone-").tempdir().ok()?;
-        std::fs::write(conf.path().join("rclone.conf"), "").ok()?;
+    /// rclone `exe` (from `require_tool("rclone")`) configured for `cluster`.
+    pub fn new(exe: PathBuf, cluster: &Cluster) -> Rclone {
+        let conf = tempdir("sdfbs-rclone-");
+        write(&conf.path().join("rclone.conf"), "");
         let env = [
             ("TYPE", "s3"),
             ("PROVIDER", "Other"),
@@ -201,7 +202,7 @@ impl Rclone {
         .iter()
         .map(|(k, v)| (format!("RCLONE_CONFIG_SDFBS_{k}"), v.to_string()))
         .collect();
-        Some(Rclone { exe, conf, env })
+        Rclone { exe, conf, env }
     }
 
     /// `rclone <args>` against the `sdfbs:` remote.
@@ -240,10 +241,9 @@ pub struct S3cmd {
 }
 
 impl S3cmd {
-    /// s3cmd for `cluster`, or None (after one `skipped:` line) when not installed.
-    pub fn new(cluster: &Cluster) -> Option<S3cmd> {
-        let exe = require_tool("s3cmd")?;
-        let conf = tempfile::Builder::new().prefix("sdfbs-s3cmd-").tempdir().ok()?;
+    /// s3cmd `exe` (from `require_tool("s3cmd")`) configured for `cluster`.
+    pub fn new(exe: PathBuf, cluster: &Cluster) -> S3cmd {
+        let conf = tempdir("sdfbs-s3cmd-");
         let host = cluster
             .s3_url
             .trim_start_matches("http://")
@@ -256,8 +256,8 @@ impl S3cmd {
             sk = cluster.secret_key,
             region = cluster.region,
         );
-        std::fs::write(conf.path().join("s3cfg"), cfg).ok()?;
-        Some(S3cmd { exe, conf })
+        write(&conf.path().join("s3cfg"), &cfg);
+        S3cmd { exe, conf }
     }
 
     /// `s3cmd --config <tmp> <args>`.
@@ -280,6 +280,19 @@ impl S3cmd {
         S: AsRef<OsStr>,
     {
         run_ok(&mut self.cmd(args))
+    }
+}
+
+fn tempdir(prefix: &str) -> tempfile::TempDir {
+    match tempfile::Builder::new().prefix(prefix).tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("cannot create a temporary directory: {e}"),
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    if let Err(e) = std::fs::write(path, text) {
+        panic!("cannot write {}: {e}", path.display());
     }
 }
 

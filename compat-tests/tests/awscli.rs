@@ -1,0 +1,230 @@
+//! aws-cli v2 (Debian's `awscli`) and v1 (PyPI, `$SDFBS_AWSCLI_V1`): mb, cp, sync, ls, rm, rb,
+//! presign + curl, a large multipart upload and ranged downloads, compared byte for byte.
+
+use std::path::Path;
+use std::process::Command;
+
+use sdfbs_compat_tests::data::read_range;
+use sdfbs_compat_tests::{
+    require_tool, run_ok, run_output, sha256_file, write_random_file, AwsCli, AwsCliVersion,
+    Cluster, ClusterOptions,
+};
+
+const MIB: u64 = 1 << 20;
+
+/// Makes a small tree of files; returns their relative paths.
+fn make_tree(root: &Path) -> Vec<&'static str> {
+    let files = [
+        ("a.txt", 12),
+        ("space name.txt", 1000),
+        ("sub/b.bin", 3 * MIB),
+        ("sub/deeper/c.bin", 9 * MIB + 5), // over the 8 MiB multipart threshold
+        ("sub/deeper/empty", 0),
+    ];
+    for (i, (rel, size)) in files.iter().enumerate() {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        write_random_file(&p, *size, i as u64).unwrap();
+    }
+    files.iter().map(|(r, _)| *r).collect()
+}
+
+fn assert_same_tree(a: &Path, b: &Path, files: &[&str]) {
+    for f in files {
+        assert_eq!(
+            sha256_file(&a.join(f)).unwrap(),
+            sha256_file(&b.join(f)).unwrap(),
+            "{f} differs"
+        );
+    }
+}
+
+/// Keys listed by `aws s3 ls --recursive`: each line is `DATE TIME SIZE KEY`.
+fn ls_keys(out: &str) -> Vec<String> {
+    let mut keys: Vec<String> = out
+        .lines()
+        .filter_map(|l| {
+            let mut rest = l.trim_start();
+            for _ in 0..3 {
+                rest = rest.split_once(' ')?.1.trim_start();
+            }
+            Some(rest.to_string())
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+fn exercise(version: AwsCliVersion, big_size: u64) {
+    let (Some(exe), Some(curl)) = (AwsCli::find(version), require_tool("curl")) else {
+        return;
+    };
+    let cluster = Cluster::start(ClusterOptions::default());
+    let aws = AwsCli::new(exe, version, &cluster);
+    let work = cluster.dir().join("work");
+    let src = work.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let files = make_tree(&src);
+
+    aws.ok(["s3", "mb", "s3://cli-bucket"]);
+    let buckets = aws.ok(["s3", "ls"]);
+    assert!(buckets.contains("cli-bucket"), "{buckets}");
+
+    // cp up and down.
+    let a = src.join("sub/deeper/c.bin");
+    aws.ok([
+        "s3".as_ref(),
+        "cp".as_ref(),
+        a.as_os_str(),
+        "s3://cli-bucket/single/c.bin".as_ref(),
+    ]);
+    let back = work.join("c.back");
+    aws.ok([
+        "s3".as_ref(),
+        "cp".as_ref(),
+        "s3://cli-bucket/single/c.bin".as_ref(),
+        back.as_os_str(),
+    ]);
+    assert_eq!(sha256_file(&a).unwrap(), sha256_file(&back).unwrap());
+
+    // sync up, list, sync down into an empty directory.
+    aws.ok([
+        "s3".as_ref(),
+        "sync".as_ref(),
+        src.as_os_str(),
+        "s3://cli-bucket/tree/".as_ref(),
+    ]);
+    let listed = ls_keys(&aws.ok(["s3", "ls", "--recursive", "s3://cli-bucket/tree/"]));
+    let mut want: Vec<String> = files.iter().map(|f| format!("tree/{f}")).collect();
+    want.sort();
+    assert_eq!(listed, want);
+    let top = aws.ok(["s3", "ls", "s3://cli-bucket/tree/"]);
+    assert!(top.contains("PRE sub/"), "{top}");
+    let down = work.join("down");
+    aws.ok([
+        "s3".as_ref(),
+        "sync".as_ref(),
+        "s3://cli-bucket/tree/".as_ref(),
+        down.as_os_str(),
+    ]);
+    assert_same_tree(&src, &down, &files);
+
+    // A second sync uploads nothing; a deletion syncs with --delete.
+    let again = aws.ok([
+        "s3".as_ref(),
+        "sync".as_ref(),
+        src.as_os_str(),
+        "s3://cli-bucket/tree/".as_ref(),
+    ]);
+    assert!(!again.contains("upload:"), "nothing changed, yet: {again}");
+    std::fs::remove_file(src.join("a.txt")).unwrap();
+    aws.ok([
+        "s3".as_ref(),
+        "sync".as_ref(),
+        "--delete".as_ref(),
+        src.as_os_str(),
+        "s3://cli-bucket/tree/".as_ref(),
+    ]);
+    let listed = ls_keys(&aws.ok(["s3", "ls", "--recursive", "s3://cli-bucket/tree/"]));
+    assert!(!listed.contains(&"tree/a.txt".to_string()), "{listed:?}");
+    assert_eq!(listed.len(), files.len() - 1);
+
+    // presign + curl; a tampered signature is refused.
+    let url = aws
+        .ok(["s3", "presign", "s3://cli-bucket/tree/sub/b.bin", "--expires-in", "300"])
+        .trim()
+        .to_string();
+    let fetched = work.join("presigned.bin");
+    run_ok(
+        Command::new(&curl)
+            .args(["-sS", "--fail", "-o"])
+            .arg(&fetched)
+            .arg(&url),
+    );
+    assert_eq!(
+        sha256_file(&fetched).unwrap(),
+        sha256_file(&src.join("sub/b.bin")).unwrap()
+    );
+    let tampered = match url.find("X-Amz-Signature=") {
+        Some(i) => {
+            let mut t = url.clone();
+            let at = i + "X-Amz-Signature=".len();
+            let c = if &t[at..at + 1] == "0" { "1" } else { "0" };
+            t.replace_range(at..at + 1, c);
+            t
+        }
+        None => panic!("presigned URL without a SigV4 signature: {url}"),
+    };
+    let out = run_output(Command::new(&curl).args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]).arg(&tampered));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
+
+    // A large multipart upload (8 MiB parts by default) and ranged downloads.
+    let big = work.join("big.bin");
+    let digest = write_random_file(&big, big_size, 200).unwrap();
+    aws.ok([
+        "s3".as_ref(),
+        "cp".as_ref(),
+        big.as_os_str(),
+        "s3://cli-bucket/big.bin".as_ref(),
+    ]);
+    let head = aws.ok(["s3api", "head-object", "--bucket", "cli-bucket", "--key", "big.bin"]);
+    let head: serde_json::Value = serde_json::from_str(&head).unwrap();
+    assert_eq!(head["ContentLength"].as_u64(), Some(big_size));
+    let parts = big_size.div_ceil(8 * MIB);
+    assert!(
+        head["ETag"].as_str().unwrap_or("").ends_with(&format!("-{parts}\"")),
+        "multipart ETag expected: {head}"
+    );
+    let big_back = work.join("big.back");
+    aws.ok([
+        "s3".as_ref(),
+        "cp".as_ref(),
+        "s3://cli-bucket/big.bin".as_ref(),
+        big_back.as_os_str(),
+    ]);
+    assert_eq!(sha256_file(&big_back).unwrap(), digest);
+    std::fs::remove_file(&big_back).unwrap();
+    for (start, end) in [
+        (0, 1),
+        (8 * MIB - 3, 8 * MIB + 3),
+        (big_size / 2, big_size / 2 + 5 * MIB + 1),
+        (big_size - 100, big_size),
+    ] {
+        let out = work.join("range.bin");
+        aws.ok([
+            "s3api".as_ref(),
+            "get-object".as_ref(),
+            "--bucket".as_ref(),
+            "cli-bucket".as_ref(),
+            "--key".as_ref(),
+            "big.bin".as_ref(),
+            "--range".as_ref(),
+            format!("bytes={start}-{}", end - 1).as_ref(),
+            out.as_os_str(),
+        ]);
+        assert_eq!(
+            std::fs::read(&out).unwrap(),
+            read_range(&big, start, end).unwrap(),
+            "range {start}-{end}"
+        );
+    }
+
+    // rm, rm --recursive, rb.
+    aws.ok(["s3", "rm", "s3://cli-bucket/big.bin"]);
+    aws.ok(["s3", "rm", "s3://cli-bucket/single/c.bin"]);
+    aws.ok(["s3", "rm", "--recursive", "s3://cli-bucket/tree/"]);
+    let left = aws.ok(["s3", "ls", "--recursive", "s3://cli-bucket/"]);
+    assert!(left.trim().is_empty(), "left after rm: {left}");
+    aws.ok(["s3", "rb", "s3://cli-bucket"]);
+    assert!(!aws.ok(["s3", "ls"]).contains("cli-bucket"));
+}
+
+#[test]
+fn awscli_v2() {
+    exercise(AwsCliVersion::V2, 200 * MIB);
+}
+
+#[test]
+fn awscli_v1() {
+    exercise(AwsCliVersion::V1, 200 * MIB);
+}
