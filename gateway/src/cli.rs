@@ -1,0 +1,142 @@
+//! The `sdfbs` command line: flags, with `SDFBS_*` environment variables as fallbacks.
+//!
+//! Secrets are never flags (they would show in `ps`): the root key, the admin token and the
+//! cluster secret come from the environment (`SDFBS_ROOT_ACCESS_KEY`, `SDFBS_ROOT_SECRET_KEY`,
+//! `SDFBS_ADMIN_TOKEN`, `SDFBS_CLUSTER_SECRET`) or are generated once and kept in the metadata
+//! store. `--cluster-secret` and `--admin-token` exist for convenience and scripts, and their
+//! environment values are hidden from `--help`.
+
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sdfbs",
+    version,
+    about = "SDFBS: an S3-compatible object store for backups"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a production gateway: the S3 API and the admin port, over chunkd nodes that join by
+    /// heartbeat.
+    Gateway(GatewayArgs),
+    /// Run a complete local cluster in one process: the gateway, N chunkd nodes and embedded
+    /// metadata, all kept under --data-dir.
+    Dev(DevArgs),
+    /// Manage S3 access keys through a running gateway's admin port.
+    Key(KeyArgs),
+}
+
+/// Flags shared by `gateway` and `dev`.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address of the S3 API.
+    #[arg(long, env = "SDFBS_S3_LISTEN", default_value = "127.0.0.1:9000")]
+    pub s3_listen: SocketAddr,
+    /// Address of the admin port (heartbeats, /health, admin API).
+    #[arg(long, env = "SDFBS_ADMIN_LISTEN", default_value = "127.0.0.1:8080")]
+    pub admin_listen: SocketAddr,
+    /// Replicas of every chunk, on distinct nodes.
+    #[arg(long, env = "SDFBS_REPLICATION", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub replication: u16,
+    /// Region reported by the S3 API.
+    #[arg(long, env = "SDFBS_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// A node silent for longer than this is Down and receives no new chunks.
+    #[arg(long, env = "SDFBS_NODE_DOWN_AFTER", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub node_down_after: Duration,
+    /// Interval the chunkd nodes heartbeat at (a node is Suspect after missing three).
+    #[arg(long, env = "SDFBS_HEARTBEAT_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct GatewayArgs {
+    /// Metadata store: `embedded:PATH` (one gateway) or `scylla:HOST[,HOST...]/KEYSPACE`.
+    #[arg(long, env = "SDFBS_METADATA")]
+    pub metadata: String,
+    /// Secret shared with the chunkd nodes. Default: generated once and kept in metadata.
+    #[arg(long, env = "SDFBS_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DevArgs {
+    /// Where the metadata and the nodes' chunks are kept (reused by the next run).
+    #[arg(long, env = "SDFBS_DATA_DIR", default_value = "./sdfbs-data")]
+    pub data_dir: PathBuf,
+    /// Number of chunkd nodes to run.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub nodes: u16,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct KeyArgs {
+    /// Admin port of the running gateway.
+    #[arg(long, env = "SDFBS_ADMIN_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    pub admin_url: String,
+    /// Admin token (printed by `sdfbs dev`).
+    #[arg(long, env = "SDFBS_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    pub admin_token: Option<String>,
+    #[command(subcommand)]
+    pub command: KeyCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Create an access key; prints its id and secret (the secret is shown only once).
+    Create {
+        name: String,
+        /// Allow the key to create buckets (it becomes Owner of the buckets it creates).
+        #[arg(long)]
+        can_create_buckets: bool,
+    },
+    /// List access keys and their permissions (no secrets).
+    List,
+    /// Delete an access key.
+    Delete { id: String },
+    /// Give a key a permission on a bucket: read, write, owner, or none to remove it.
+    Allow {
+        id: String,
+        bucket: String,
+        #[arg(value_parser = ["read", "write", "owner", "none"])]
+        permission: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn gateway_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "sdfbs", "gateway", "--metadata", "embedded:/tmp/m.redb", "--cluster-secret", "s",
+            "--s3-listen", "127.0.0.1:0", "--node-down-after", "3s",
+        ])
+        .map_err(|e| e.to_string());
+        let Ok(Cli { command: Command::Gateway(g) }) = cli else {
+            panic!("did not parse: {cli:?}");
+        };
+        assert_eq!(g.serve.node_down_after, Duration::from_secs(3));
+        assert_eq!(g.serve.s3_listen.port(), 0);
+        assert_eq!(g.serve.replication, 2);
+    }
+}
