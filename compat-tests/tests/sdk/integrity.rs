@@ -82,19 +82,24 @@ async fn checksum_algorithms(checksums: Checksums) {
     let data = random_bytes(2 * MIB + 333, 77);
 
     for (name, alg) in ALGS {
-        // Computed by the SDK (sent as a trailer or a header, as the SDK chooses).
-        let key = format!("sdk-{name}");
-        ok(s3
-            .put_object()
-            .bucket(&b)
-            .key(&key)
-            .checksum_algorithm(alg.clone())
-            .body(ByteStream::from(data.clone()))
-            .send()
-            .await);
         let want = checksum(name, &data);
-        assert_eq!(returned_checksum(&s3, &b, &key, name, false).await, Some(want.clone()), "HEAD {key}");
-        assert_eq!(returned_checksum(&s3, &b, &key, name, true).await, Some(want.clone()), "GET {key}");
+        // Computed by the SDK (as a trailer with aws-chunked, or a header, as the SDK
+        // chooses). Only with the default settings: under `WhenRequired`, aws-sdk-s3 1.157
+        // computes nothing for PutObject even when an algorithm is named (it sends only
+        // `x-amz-sdk-checksum-algorithm`), so there is nothing to verify there.
+        if checksums == Checksums::Default {
+            let key = format!("sdk-{name}");
+            ok(s3
+                .put_object()
+                .bucket(&b)
+                .key(&key)
+                .checksum_algorithm(alg.clone())
+                .body(ByteStream::from(data.clone()))
+                .send()
+                .await);
+            assert_eq!(returned_checksum(&s3, &b, &key, name, false).await, Some(want.clone()), "HEAD {key}");
+            assert_eq!(returned_checksum(&s3, &b, &key, name, true).await, Some(want.clone()), "GET {key}");
+        }
 
         // Given by the caller in the header.
         let key = format!("header-{name}");
@@ -107,7 +112,8 @@ async fn checksum_algorithms(checksums: Checksums) {
             _ => put.checksum_sha256(&want),
         };
         ok(put.send().await);
-        assert_eq!(returned_checksum(&s3, &b, &key, name, false).await, Some(want), "HEAD {key}");
+        assert_eq!(returned_checksum(&s3, &b, &key, name, false).await, Some(want.clone()), "HEAD {key}");
+        assert_eq!(returned_checksum(&s3, &b, &key, name, true).await, Some(want), "GET {key}");
 
         // A wrong value is refused and stores nothing.
         let key = format!("bad-{name}");
@@ -128,7 +134,7 @@ async fn checksum_algorithms(checksums: Checksums) {
     let o = ok(s3
         .get_object()
         .bucket(&b)
-        .key("sdk-sha256")
+        .key("header-sha256")
         .range("bytes=0-99")
         .checksum_mode(ChecksumMode::Enabled)
         .send()
@@ -292,9 +298,9 @@ async fn multipart_composite_and_full_object_checksums() {
     assert_eq!(body_bytes(o).await, whole);
 }
 
-/// Sends a presigned PUT over a raw socket, declaring `declared` bytes of body but sending only
-/// `body`, then closing the write side. Returns the response status (None if the server closed
-/// without one).
+/// Sends a presigned PUT over a raw socket, declaring `declared` bytes of body and sending
+/// `body`; when that is short, closes the write side (the client went away mid-body). Returns
+/// the response status (None if the server closed without one).
 fn raw_presigned_put(url: &str, declared: usize, body: &[u8]) -> Option<u16> {
     let rest = url.strip_prefix("http://").unwrap();
     let (authority, path) = rest.split_at(rest.find('/').unwrap());
@@ -305,7 +311,9 @@ fn raw_presigned_put(url: &str, declared: usize, body: &[u8]) -> Option<u16> {
     );
     s.write_all(head.as_bytes()).unwrap();
     s.write_all(body).unwrap();
-    let _ = s.shutdown(std::net::Shutdown::Write);
+    if body.len() < declared {
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    }
     let mut resp = Vec::new();
     let _ = s.read_to_end(&mut resp);
     let text = String::from_utf8_lossy(&resp);
