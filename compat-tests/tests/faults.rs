@@ -234,7 +234,7 @@ async fn too_few_nodes_is_a_clean_503() {
 async fn gateway_stops_cleanly_on_sigterm() {
     let mut cluster = Cluster::start(ClusterOptions::default());
     let s3 = client(&cluster, Checksums::Default);
-    ok(s3.create_bucket().bucket("x").send().await);
+    ok(s3.create_bucket().bucket("sigterm-test").send().await);
     let status = cluster.terminate_gateway(Duration::from_secs(20)).unwrap();
     assert!(status.success(), "gateway exit status after SIGTERM: {status}");
 }
