@@ -61,7 +61,10 @@ pub fn bin_dir() -> PathBuf {
     }
     let exe = std::env::current_exe().unwrap_or_default();
     let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
-    if dir.file_name().is_some_and(|n| n == "deps" || n == "examples") {
+    if dir
+        .file_name()
+        .is_some_and(|n| n == "deps" || n == "examples")
+    {
         dir.pop();
     }
     dir
@@ -154,7 +157,12 @@ impl Cluster {
             .arg("--metadata")
             .arg(format!("embedded:{}", meta.display()))
             .args(["--cluster-secret", &cluster.cluster_secret])
-            .args(["--s3-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]);
+            .args([
+                "--s3-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ]);
         if let Some(r) = opts.replication {
             cmd.args(["--replication", &r.to_string()]);
         }

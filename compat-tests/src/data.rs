@@ -79,6 +79,9 @@ mod tests {
         assert_eq!(std::fs::read(&p).unwrap(), random_bytes(len, 7));
         assert_eq!(sha256_file(&p).unwrap(), digest);
         assert_eq!(sha256_hex(&random_bytes(len, 7)), digest);
-        assert_eq!(read_range(&p, 3, 9).unwrap(), random_bytes(len, 7)[3..9].to_vec());
+        assert_eq!(
+            read_range(&p, 3, 9).unwrap(),
+            random_bytes(len, 7)[3..9].to_vec()
+        );
     }
 }

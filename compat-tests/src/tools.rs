@@ -158,7 +158,10 @@ impl AwsCli {
             .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
             .env("AWS_DEFAULT_REGION", &self.region)
             .env("AWS_CONFIG_FILE", self.conf.path().join("config"))
-            .env("AWS_SHARED_CREDENTIALS_FILE", self.conf.path().join("credentials"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                self.conf.path().join("credentials"),
+            )
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_PAGER", "")
             .arg("--endpoint-url")

@@ -131,7 +131,13 @@ fn exercise(version: AwsCliVersion, big_size: u64) {
 
     // presign + curl; a tampered signature is refused.
     let url = aws
-        .ok(["s3", "presign", "s3://cli-bucket/tree/sub/b.bin", "--expires-in", "300"])
+        .ok([
+            "s3",
+            "presign",
+            "s3://cli-bucket/tree/sub/b.bin",
+            "--expires-in",
+            "300",
+        ])
         .trim()
         .to_string();
     let fetched = work.join("presigned.bin");
@@ -155,7 +161,11 @@ fn exercise(version: AwsCliVersion, big_size: u64) {
         }
         None => panic!("presigned URL without a SigV4 signature: {url}"),
     };
-    let out = run_output(Command::new(&curl).args(["-s", "-o", "/dev/null", "-w", "%{http_code}"]).arg(&tampered));
+    let out = run_output(
+        Command::new(&curl)
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .arg(&tampered),
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
 
     // A large multipart upload (8 MiB parts by default) and ranged downloads.
@@ -167,12 +177,22 @@ fn exercise(version: AwsCliVersion, big_size: u64) {
         big.as_os_str(),
         "s3://cli-bucket/big.bin".as_ref(),
     ]);
-    let head = aws.ok(["s3api", "head-object", "--bucket", "cli-bucket", "--key", "big.bin"]);
+    let head = aws.ok([
+        "s3api",
+        "head-object",
+        "--bucket",
+        "cli-bucket",
+        "--key",
+        "big.bin",
+    ]);
     let head: serde_json::Value = serde_json::from_str(&head).unwrap();
     assert_eq!(head["ContentLength"].as_u64(), Some(big_size));
     let parts = big_size.div_ceil(8 * MIB);
     assert!(
-        head["ETag"].as_str().unwrap_or("").ends_with(&format!("-{parts}\"")),
+        head["ETag"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with(&format!("-{parts}\"")),
         "multipart ETag expected: {head}"
     );
     let big_back = work.join("big.back");

@@ -12,9 +12,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
-use sdfbs_compat_tests::{
-    random_bytes, sha256_hex, write_random_file, Cluster, ClusterOptions,
-};
+use sdfbs_compat_tests::{random_bytes, sha256_hex, write_random_file, Cluster, ClusterOptions};
 use sha2::{Digest, Sha256};
 
 use common::{assert_err, body_bytes, bucket, client, err_of, ok, Checksums};
@@ -64,7 +62,12 @@ async fn chunkd_killed_during_a_256_mib_upload() {
                 .send()
                 .await
                 .map(|_| ())
-                .map_err(|e| format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&e)))
+                .map_err(|e| {
+                    format!(
+                        "{}",
+                        aws_smithy_types::error::display::DisplayErrorContext(&e)
+                    )
+                })
         })
     };
 
@@ -75,7 +78,10 @@ async fn chunkd_killed_during_a_256_mib_upload() {
         if stored >= 40 {
             break;
         }
-        assert!(!upload.is_finished(), "the upload ended before any chunk was seen");
+        assert!(
+            !upload.is_finished(),
+            "the upload ended before any chunk was seen"
+        );
         assert!(Instant::now() < deadline, "the upload made no progress");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -88,7 +94,13 @@ async fn chunkd_killed_during_a_256_mib_upload() {
             // Failed cleanly: nothing visible.
             assert_err(s3.head_object().bucket(&b).key("big").send().await, 404, "");
             let body = ByteStream::from_path(&path).await.unwrap();
-            ok(s3.put_object().bucket(&b).key("big").body(body).send().await);
+            ok(s3
+                .put_object()
+                .bucket(&b)
+                .key("big")
+                .body(body)
+                .send()
+                .await);
         }
     }
     assert_eq!(get_sha256(&s3, &b, "big").await, (size, digest.clone()));
@@ -133,7 +145,9 @@ async fn corrupted_or_missing_chunk_on_one_node() {
     // the fourth object, on node 0). With 10 chunks per object and 2 replicas on 3 nodes, each
     // node holds most chunks of each object, so reads hit damaged replicas whatever replica the
     // gateway tries first.
-    let objects: Vec<Vec<u8>> = (0..4).map(|k| random_bytes(10 * MIB - 7, 100 + k)).collect();
+    let objects: Vec<Vec<u8>> = (0..4)
+        .map(|k| random_bytes(10 * MIB - 7, 100 + k))
+        .collect();
     for (k, data) in objects.iter().enumerate() {
         ok(s3
             .put_object()
@@ -157,7 +171,10 @@ async fn corrupted_or_missing_chunk_on_one_node() {
                 damaged += 1;
             }
         }
-        assert!(damaged >= 3, "node {node} held only {damaged} chunks of obj{k}");
+        assert!(
+            damaged >= 3,
+            "node {node} held only {damaged} chunks of obj{k}"
+        );
     }
 
     for round in 0..2 {
@@ -178,7 +195,11 @@ async fn corrupted_or_missing_chunk_on_one_node() {
                     .range(format!("bytes={start}-{}", end - 1))
                     .send()
                     .await);
-                assert_eq!(body_bytes(got).await, &data[start..end], "{key} {start}-{end}");
+                assert_eq!(
+                    body_bytes(got).await,
+                    &data[start..end],
+                    "{key} {start}-{end}"
+                );
             }
         }
     }
@@ -214,7 +235,11 @@ async fn too_few_nodes_is_a_clean_503() {
             .await,
     );
     assert_eq!((status, code.as_str()), (503, "ServiceUnavailable"));
-    assert_err(s3.head_object().bucket(&b).key("during").send().await, 404, "");
+    assert_err(
+        s3.head_object().bucket(&b).key("during").send().await,
+        404,
+        "",
+    );
 
     cluster.restart_node(1).unwrap();
     cluster.restart_node(2).unwrap();
@@ -236,5 +261,8 @@ async fn gateway_stops_cleanly_on_sigterm() {
     let s3 = client(&cluster, Checksums::Default);
     ok(s3.create_bucket().bucket("sigterm-test").send().await);
     let status = cluster.terminate_gateway(Duration::from_secs(20)).unwrap();
-    assert!(status.success(), "gateway exit status after SIGTERM: {status}");
+    assert!(
+        status.success(),
+        "gateway exit status after SIGTERM: {status}"
+    );
 }

@@ -55,7 +55,12 @@ fn rclone_end_to_end() {
     let listed = lines(&rc.ok(["lsf", "-R", "--files-only", "sdfbs:rc-bucket/tree"]));
     assert_eq!(
         listed,
-        ["dir/sub dir/three.bin", "dir/two.bin", "one.txt", "ünïcode.txt"]
+        [
+            "dir/sub dir/three.bin",
+            "dir/two.bin",
+            "one.txt",
+            "ünïcode.txt"
+        ]
     );
     let top = lines(&rc.ok(["lsf", "sdfbs:rc-bucket/tree"]));
     assert_eq!(top, ["dir/", "one.txt", "ünïcode.txt"]);
@@ -74,7 +79,11 @@ fn rclone_end_to_end() {
             ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(
             out.stdout,
             read_range(&two, offset, offset + count).unwrap(),
@@ -94,8 +103,14 @@ fn rclone_end_to_end() {
         .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
-    assert!(log.contains("server-side copy"), "not a server-side copy: {log}");
-    let copied = rc.cmd(["cat", "sdfbs:rc-other/copied.bin"]).output().unwrap();
+    assert!(
+        log.contains("server-side copy"),
+        "not a server-side copy: {log}"
+    );
+    let copied = rc
+        .cmd(["cat", "sdfbs:rc-other/copied.bin"])
+        .output()
+        .unwrap();
     assert_eq!(sha256_hex(&copied.stdout), sha256_file(&two).unwrap());
 
     // sync with a deletion and a change.
@@ -104,7 +119,10 @@ fn rclone_end_to_end() {
     rc.ok(["sync", src_s, "sdfbs:rc-bucket/tree"]);
     rc.ok(["check", src_s, "sdfbs:rc-bucket/tree"]);
     let listed = lines(&rc.ok(["lsf", "-R", "--files-only", "sdfbs:rc-bucket/tree"]));
-    assert_eq!(listed, ["dir/sub dir/three.bin", "dir/two.bin", "ünïcode.txt"]);
+    assert_eq!(
+        listed,
+        ["dir/sub dir/three.bin", "dir/two.bin", "ünïcode.txt"]
+    );
     let back = work.join("back");
     rc.ok(["copy", "sdfbs:rc-bucket/tree", back.to_str().unwrap()]);
     rc.ok(["check", src_s, back.to_str().unwrap()]);
@@ -128,13 +146,27 @@ fn rclone_end_to_end() {
     };
     assert!(sums.starts_with(&local_md5), "md5sum {sums} vs {local_md5}");
     let big_back = work.join("big.back");
-    rc.ok(["copyto", "sdfbs:rc-bucket/big.bin", big_back.to_str().unwrap()]);
+    rc.ok([
+        "copyto",
+        "sdfbs:rc-bucket/big.bin",
+        big_back.to_str().unwrap(),
+    ]);
     assert_eq!(sha256_file(&big_back).unwrap(), digest);
     let out = rc
-        .cmd(["cat", "--offset", &(30 * MIB).to_string(), "--count", "1000", "sdfbs:rc-bucket/big.bin"])
+        .cmd([
+            "cat",
+            "--offset",
+            &(30 * MIB).to_string(),
+            "--count",
+            "1000",
+            "sdfbs:rc-bucket/big.bin",
+        ])
         .output()
         .unwrap();
-    assert_eq!(out.stdout, read_range(&big, 30 * MIB, 30 * MIB + 1000).unwrap());
+    assert_eq!(
+        out.stdout,
+        read_range(&big, 30 * MIB, 30 * MIB + 1000).unwrap()
+    );
 
     // delete and purge.
     rc.ok(["delete", "sdfbs:rc-bucket/big.bin"]);

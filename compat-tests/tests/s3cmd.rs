@@ -33,24 +33,40 @@ fn s3cmd_end_to_end() {
         &p(&big),
         "s3://s3cmd-bucket/big.bin",
     ]);
-    assert!(put.contains("part 3 of 3"), "a 3-part upload expected: {put}");
+    assert!(
+        put.contains("part 3 of 3"),
+        "a 3-part upload expected: {put}"
+    );
     let info = s3cmd.ok(["info", "s3://s3cmd-bucket/big.bin"]);
-    assert!(info.contains(&format!("File size: {}", 12 * MIB + 3)), "{info}");
+    assert!(
+        info.contains(&format!("File size: {}", 12 * MIB + 3)),
+        "{info}"
+    );
     // s3cmd shows the MD5 it stored in its own metadata for multipart objects.
-    assert!(info.contains(&format!("MD5 sum:   {}", {
-        use md5::{Digest, Md5};
-        hex::encode(Md5::digest(std::fs::read(&big).unwrap()))
-    })), "{info}");
+    assert!(
+        info.contains(&format!("MD5 sum:   {}", {
+            use md5::{Digest, Md5};
+            hex::encode(Md5::digest(std::fs::read(&big).unwrap()))
+        })),
+        "{info}"
+    );
 
     let ls = s3cmd.ok(["ls", "s3://s3cmd-bucket"]);
-    assert!(ls.contains("DIR") && ls.contains("s3://s3cmd-bucket/docs/"), "{ls}");
+    assert!(
+        ls.contains("DIR") && ls.contains("s3://s3cmd-bucket/docs/"),
+        "{ls}"
+    );
     assert!(ls.contains("s3://s3cmd-bucket/big.bin"), "{ls}");
     let la = s3cmd.ok(["la", "-r"]);
     assert!(la.contains("s3://s3cmd-bucket/docs/small file.txt"), "{la}");
 
     let small_back = work.join("small.back");
     let big_back = work.join("big.back");
-    s3cmd.ok(["get", "s3://s3cmd-bucket/docs/small file.txt", &p(&small_back)]);
+    s3cmd.ok([
+        "get",
+        "s3://s3cmd-bucket/docs/small file.txt",
+        &p(&small_back),
+    ]);
     s3cmd.ok(["get", "s3://s3cmd-bucket/big.bin", &p(&big_back)]);
     assert_eq!(sha256_file(&small_back).unwrap(), small_digest);
     assert_eq!(sha256_file(&big_back).unwrap(), big_digest);

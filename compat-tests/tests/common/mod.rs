@@ -83,7 +83,10 @@ where
 {
     match r {
         Ok(v) => v,
-        Err(e) => panic!("S3 call failed: {}", aws_smithy_types::error::display::DisplayErrorContext(&e)),
+        Err(e) => panic!(
+            "S3 call failed: {}",
+            aws_smithy_types::error::display::DisplayErrorContext(&e)
+        ),
     }
 }
 

@@ -17,7 +17,10 @@ fn create_key(cluster: &Cluster, name: &str, can_create_buckets: bool) -> (Strin
     let resp = http::request(
         "POST",
         &format!("{}/admin/keys", cluster.admin_url),
-        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
         body.to_string().as_bytes(),
         Duration::from_secs(10),
     )
@@ -63,7 +66,12 @@ async fn per_bucket_permissions() {
 
     // No permission yet: AccessDenied everywhere, and no bucket listed.
     assert_err(
-        reader.get_object().bucket("team-a").key("hello.txt").send().await,
+        reader
+            .get_object()
+            .bucket("team-a")
+            .key("hello.txt")
+            .send()
+            .await,
         403,
         "AccessDenied",
     );
@@ -81,11 +89,24 @@ async fn per_bucket_permissions() {
     );
 
     // Grants through the CLI.
-    run_ok(cluster.sdfbs_cli().args(["key", "allow", &reader_id, "team-a", "read"]));
-    run_ok(cluster.sdfbs_cli().args(["key", "allow", &writer_id, "team-b", "write"]));
+    run_ok(
+        cluster
+            .sdfbs_cli()
+            .args(["key", "allow", &reader_id, "team-a", "read"]),
+    );
+    run_ok(
+        cluster
+            .sdfbs_cli()
+            .args(["key", "allow", &writer_id, "team-b", "write"]),
+    );
 
     // read: get and list that bucket only; no writes.
-    let got = ok(reader.get_object().bucket("team-a").key("hello.txt").send().await);
+    let got = ok(reader
+        .get_object()
+        .bucket("team-a")
+        .key("hello.txt")
+        .send()
+        .await);
     assert_eq!(body_bytes(got).await, b"hello");
     ok(reader.list_objects_v2().bucket("team-a").send().await);
     let listed = ok(reader.list_buckets().send().await);
@@ -103,12 +124,22 @@ async fn per_bucket_permissions() {
         "AccessDenied",
     );
     assert_err(
-        reader.delete_object().bucket("team-a").key("hello.txt").send().await,
+        reader
+            .delete_object()
+            .bucket("team-a")
+            .key("hello.txt")
+            .send()
+            .await,
         403,
         "AccessDenied",
     );
     assert_err(
-        reader.get_object().bucket("team-b").key("hello.txt").send().await,
+        reader
+            .get_object()
+            .bucket("team-b")
+            .key("hello.txt")
+            .send()
+            .await,
         403,
         "AccessDenied",
     );
@@ -121,10 +152,25 @@ async fn per_bucket_permissions() {
         .body(ByteStream::from_static(b"new"))
         .send()
         .await);
-    let got = ok(writer.get_object().bucket("team-b").key("new.txt").send().await);
+    let got = ok(writer
+        .get_object()
+        .bucket("team-b")
+        .key("new.txt")
+        .send()
+        .await);
     assert_eq!(body_bytes(got).await, b"new");
-    ok(writer.delete_object().bucket("team-b").key("new.txt").send().await);
-    ok(writer.delete_object().bucket("team-b").key("hello.txt").send().await);
+    ok(writer
+        .delete_object()
+        .bucket("team-b")
+        .key("new.txt")
+        .send()
+        .await);
+    ok(writer
+        .delete_object()
+        .bucket("team-b")
+        .key("hello.txt")
+        .send()
+        .await);
     assert_err(
         writer.delete_bucket().bucket("team-b").send().await,
         403,
@@ -152,13 +198,23 @@ async fn per_bucket_permissions() {
         .send()
         .await);
     assert_err(
-        reader.get_object().bucket("writer-own").key("k").send().await,
+        reader
+            .get_object()
+            .bucket("writer-own")
+            .key("k")
+            .send()
+            .await,
         403,
         "AccessDenied",
     );
     let got = ok(root.get_object().bucket("writer-own").key("k").send().await);
     assert_eq!(body_bytes(got).await, b"k");
-    ok(writer.delete_object().bucket("writer-own").key("k").send().await);
+    ok(writer
+        .delete_object()
+        .bucket("writer-own")
+        .key("k")
+        .send()
+        .await);
     ok(writer.delete_bucket().bucket("writer-own").send().await);
 
     // A deleted key stops working.
@@ -173,7 +229,12 @@ async fn per_bucket_permissions() {
     .unwrap();
     assert_eq!(resp.status, 204);
     assert_err(
-        reader.get_object().bucket("team-a").key("hello.txt").send().await,
+        reader
+            .get_object()
+            .bucket("team-a")
+            .key("hello.txt")
+            .send()
+            .await,
         403,
         "InvalidAccessKeyId",
     );

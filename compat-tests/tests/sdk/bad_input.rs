@@ -25,7 +25,12 @@ async fn bad_requests_get_s3_errors() {
         .await);
 
     // Wrong secret, unknown key.
-    let wrong = client_with(&cluster, &cluster.access_key, "not-the-secret", Checksums::Default);
+    let wrong = client_with(
+        &cluster,
+        &cluster.access_key,
+        "not-the-secret",
+        Checksums::Default,
+    );
     assert_err(
         wrong.get_object().bucket(&b).key("k").send().await,
         403,
@@ -84,10 +89,15 @@ async fn bad_requests_get_s3_errors() {
 
     // Malformed XML in a CompleteMultipartUpload body (replaced before signing, so the
     // signature is right and only the XML is wrong).
-    let id = ok(s3.create_multipart_upload().bucket(&b).key("mpu").send().await)
-        .upload_id()
-        .unwrap_or_default()
-        .to_string();
+    let id = ok(s3
+        .create_multipart_upload()
+        .bucket(&b)
+        .key("mpu")
+        .send()
+        .await)
+    .upload_id()
+    .unwrap_or_default()
+    .to_string();
     let up = ok(s3
         .upload_part()
         .bucket(&b)

@@ -44,7 +44,14 @@ async fn bucket_lifecycle() {
     );
 
     // Invalid names.
-    for bad in ["ab", "Upper-Case", "under_score", "-leading", "192.168.1.1", "a..b"] {
+    for bad in [
+        "ab",
+        "Upper-Case",
+        "under_score",
+        "-leading",
+        "192.168.1.1",
+        "a..b",
+    ] {
         assert_err(
             s3.create_bucket().bucket(bad).send().await,
             400,

@@ -40,7 +40,10 @@ async fn copy_object_and_dedup() {
         .send()
         .await);
     let chunks_before = cluster.total_chunk_replicas().unwrap();
-    assert!(chunks_before >= 8, "4 chunks x 2 replicas, got {chunks_before}");
+    assert!(
+        chunks_before >= 8,
+        "4 chunks x 2 replicas, got {chunks_before}"
+    );
 
     // COPY (the default): same bytes, same ETag, same metadata, across buckets.
     let source = format!("{src_b}/{}", encode_key(src_key));
@@ -51,12 +54,17 @@ async fn copy_object_and_dedup() {
         .copy_source(&source)
         .send()
         .await);
-    let etag = copied.copy_object_result().and_then(|r| r.e_tag()).unwrap_or_default();
+    let etag = copied
+        .copy_object_result()
+        .and_then(|r| r.e_tag())
+        .unwrap_or_default();
     assert_eq!(etag, quoted_md5(&data));
     let got = ok(s3.get_object().bucket(&dst_b).key("copy-1").send().await);
     assert_eq!(got.content_type(), Some("image/x-raw"));
     assert_eq!(
-        got.metadata().and_then(|m| m.get("camera")).map(String::as_str),
+        got.metadata()
+            .and_then(|m| m.get("camera"))
+            .map(String::as_str),
         Some("x100")
     );
     assert_eq!(sha256_hex(&body_bytes(got).await), sha256_hex(&data));
@@ -76,7 +84,10 @@ async fn copy_object_and_dedup() {
     assert_eq!(head.content_type(), Some("application/octet-stream"));
     let meta = head.metadata().cloned().unwrap_or_default();
     assert_eq!(meta.get("new").map(String::as_str), Some("yes"));
-    assert!(!meta.contains_key("camera"), "REPLACE drops old metadata: {meta:?}");
+    assert!(
+        !meta.contains_key("camera"),
+        "REPLACE drops old metadata: {meta:?}"
+    );
     assert_eq!(head.e_tag(), Some(quoted_md5(&data).as_str()));
 
     // A copy stores no chunk, nor does uploading identical bytes under another key.

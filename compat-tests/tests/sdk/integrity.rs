@@ -30,7 +30,13 @@ fn checksum(alg: &str, data: &[u8]) -> String {
 
 /// The checksum of the object `b/key` of the given algorithm, as HEAD or GET with checksum
 /// mode ENABLED return it (None when absent).
-async fn returned_checksum(s3: &Client, b: &str, key: &str, alg: &str, get: bool) -> Option<String> {
+async fn returned_checksum(
+    s3: &Client,
+    b: &str,
+    key: &str,
+    alg: &str,
+    get: bool,
+) -> Option<String> {
     macro_rules! pick {
         ($o:expr) => {
             match alg {
@@ -97,13 +103,25 @@ async fn checksum_algorithms(checksums: Checksums) {
                 .body(ByteStream::from(data.clone()))
                 .send()
                 .await);
-            assert_eq!(returned_checksum(&s3, &b, &key, name, false).await, Some(want.clone()), "HEAD {key}");
-            assert_eq!(returned_checksum(&s3, &b, &key, name, true).await, Some(want.clone()), "GET {key}");
+            assert_eq!(
+                returned_checksum(&s3, &b, &key, name, false).await,
+                Some(want.clone()),
+                "HEAD {key}"
+            );
+            assert_eq!(
+                returned_checksum(&s3, &b, &key, name, true).await,
+                Some(want.clone()),
+                "GET {key}"
+            );
         }
 
         // Given by the caller in the header.
         let key = format!("header-{name}");
-        let mut put = s3.put_object().bucket(&b).key(&key).body(ByteStream::from(data.clone()));
+        let mut put = s3
+            .put_object()
+            .bucket(&b)
+            .key(&key)
+            .body(ByteStream::from(data.clone()));
         put = match name {
             "crc32" => put.checksum_crc32(&want),
             "crc32c" => put.checksum_crc32_c(&want),
@@ -112,13 +130,25 @@ async fn checksum_algorithms(checksums: Checksums) {
             _ => put.checksum_sha256(&want),
         };
         ok(put.send().await);
-        assert_eq!(returned_checksum(&s3, &b, &key, name, false).await, Some(want.clone()), "HEAD {key}");
-        assert_eq!(returned_checksum(&s3, &b, &key, name, true).await, Some(want), "GET {key}");
+        assert_eq!(
+            returned_checksum(&s3, &b, &key, name, false).await,
+            Some(want.clone()),
+            "HEAD {key}"
+        );
+        assert_eq!(
+            returned_checksum(&s3, &b, &key, name, true).await,
+            Some(want),
+            "GET {key}"
+        );
 
         // A wrong value is refused and stores nothing.
         let key = format!("bad-{name}");
         let wrong = checksum(name, b"something else");
-        let mut put = s3.put_object().bucket(&b).key(&key).body(ByteStream::from(data.clone()));
+        let mut put = s3
+            .put_object()
+            .bucket(&b)
+            .key(&key)
+            .body(ByteStream::from(data.clone()));
         put = match name {
             "crc32" => put.checksum_crc32(&wrong),
             "crc32c" => put.checksum_crc32_c(&wrong),
@@ -165,7 +195,11 @@ async fn checksum_algorithms(checksums: Checksums) {
         400,
         "BadDigest",
     );
-    assert_err(s3.head_object().bucket(&b).key("md5-bad").send().await, 404, "");
+    assert_err(
+        s3.head_object().bucket(&b).key("md5-bad").send().await,
+        404,
+        "",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,7 +218,11 @@ async fn multipart_composite_and_full_object_checksums() {
     let s3 = client(&cluster, Checksums::Default);
     let b = bucket("mpusums");
     ok(s3.create_bucket().bucket(&b).send().await);
-    let parts = [random_bytes(5 * MIB, 1), random_bytes(5 * MIB, 2), random_bytes(123, 3)];
+    let parts = [
+        random_bytes(5 * MIB, 1),
+        random_bytes(5 * MIB, 2),
+        random_bytes(123, 3),
+    ];
     let whole = parts.concat();
 
     // COMPOSITE crc32: checksum of the concatenated part checksums, then "-N".
@@ -229,7 +267,11 @@ async fn multipart_composite_and_full_object_checksums() {
         .bucket(&b)
         .key("composite")
         .upload_id(&id)
-        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(done))
+                .build(),
+        )
         .send()
         .await);
     let head = ok(s3
@@ -239,7 +281,10 @@ async fn multipart_composite_and_full_object_checksums() {
         .checksum_mode(ChecksumMode::Enabled)
         .send()
         .await);
-    assert_eq!(head.checksum_crc32(), Some(format!("{}-3", checksum("crc32", &raw)).as_str()));
+    assert_eq!(
+        head.checksum_crc32(),
+        Some(format!("{}-3", checksum("crc32", &raw)).as_str())
+    );
     assert_eq!(head.checksum_type(), Some(&ChecksumType::Composite));
 
     // FULL_OBJECT crc64nvme: the checksum of the whole object.
@@ -283,7 +328,11 @@ async fn multipart_composite_and_full_object_checksums() {
         .upload_id(&id)
         .checksum_type(ChecksumType::FullObject)
         .checksum_crc64_nvme(&full)
-        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(done)).build())
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(done))
+                .build(),
+        )
         .send()
         .await);
     let o = ok(s3
@@ -358,8 +407,16 @@ async fn body_ending_early_creates_nothing() {
     })
     .await
     .unwrap();
-    assert_ne!(status, Some(200), "a truncated body must not be acknowledged");
-    assert_err(s3.head_object().bucket(&b).key("truncated").send().await, 404, "");
+    assert_ne!(
+        status,
+        Some(200),
+        "a truncated body must not be acknowledged"
+    );
+    assert_err(
+        s3.head_object().bucket(&b).key("truncated").send().await,
+        404,
+        "",
+    );
     let list = ok(s3.list_objects_v2().bucket(&b).send().await);
     let keys: Vec<&str> = list.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(keys, ["complete"]);

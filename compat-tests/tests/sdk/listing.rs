@@ -76,7 +76,11 @@ async fn list_objects_v1_and_v2() {
     // Delimiter: folders become common prefixes.
     let top = ok(s3.list_objects_v2().bucket(&b).delimiter("/").send().await);
     let keys: Vec<&str> = top.contents().iter().filter_map(|o| o.key()).collect();
-    let prefixes: Vec<&str> = top.common_prefixes().iter().filter_map(|p| p.prefix()).collect();
+    let prefixes: Vec<&str> = top
+        .common_prefixes()
+        .iter()
+        .filter_map(|p| p.prefix())
+        .collect();
     assert_eq!(keys, ["c.txt", "z+plus&amp.txt"]);
     assert_eq!(prefixes, ["a/", "b/", "d e/", "ü/"]);
     let a = ok(s3
@@ -87,10 +91,19 @@ async fn list_objects_v1_and_v2() {
         .send()
         .await);
     let keys: Vec<&str> = a.contents().iter().filter_map(|o| o.key()).collect();
-    let prefixes: Vec<&str> = a.common_prefixes().iter().filter_map(|p| p.prefix()).collect();
+    let prefixes: Vec<&str> = a
+        .common_prefixes()
+        .iter()
+        .filter_map(|p| p.prefix())
+        .collect();
     assert_eq!(keys, ["a/1.txt", "a/2.txt"]);
     assert_eq!(prefixes, ["a/b/"]);
-    let none = ok(s3.list_objects_v2().bucket(&b).prefix("nothing").send().await);
+    let none = ok(s3
+        .list_objects_v2()
+        .bucket(&b)
+        .prefix("nothing")
+        .send()
+        .await);
     assert!(none.contents().is_empty());
     assert_eq!(none.key_count(), Some(0));
 
@@ -109,7 +122,12 @@ async fn list_objects_v1_and_v2() {
             .await);
         pages += 1;
         assert!(page.key_count().unwrap_or(0) <= 2);
-        seen.extend(page.contents().iter().filter_map(|o| o.key()).map(String::from));
+        seen.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .map(String::from),
+        );
         seen.extend(
             page.common_prefixes()
                 .iter()
@@ -129,7 +147,12 @@ async fn list_objects_v1_and_v2() {
     assert_eq!(pages, 3);
 
     // start-after.
-    let after = ok(s3.list_objects_v2().bucket(&b).start_after("b/5.txt").send().await);
+    let after = ok(s3
+        .list_objects_v2()
+        .bucket(&b)
+        .start_after("b/5.txt")
+        .send()
+        .await);
     let keys: Vec<&str> = after.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(keys, &KEYS[5..]);
 
@@ -141,7 +164,9 @@ async fn list_objects_v1_and_v2() {
         .max_keys(1)
         .send()
         .await);
-    let owner = owned.contents()[0].owner().expect("fetch-owner gives an owner");
+    let owner = owned.contents()[0]
+        .owner()
+        .expect("fetch-owner gives an owner");
     assert!(owner.id().is_some_and(|id| !id.is_empty()));
 
     // encoding-type=url: keys, prefixes come back encoded and decode to the originals.
@@ -209,7 +234,11 @@ async fn list_objects_v1_and_v2() {
         .send()
         .await);
     let keys: Vec<&str> = v1.contents().iter().filter_map(|o| o.key()).collect();
-    let prefixes: Vec<&str> = v1.common_prefixes().iter().filter_map(|p| p.prefix()).collect();
+    let prefixes: Vec<&str> = v1
+        .common_prefixes()
+        .iter()
+        .filter_map(|p| p.prefix())
+        .collect();
     assert_eq!(keys, ["a/2.txt"]);
     assert_eq!(prefixes, ["a/b/"]);
 }

@@ -82,7 +82,13 @@ async fn multipart(checksums: Checksums) {
         .collect();
     assert_eq!(listed, [(key, id.as_str())]);
 
-    let parts = ok(s3.list_parts().bucket(&b).key(key).upload_id(&id).send().await);
+    let parts = ok(s3
+        .list_parts()
+        .bucket(&b)
+        .key(key)
+        .upload_id(&id)
+        .send()
+        .await);
     let listed: Vec<(i32, i64, &str)> = parts
         .parts()
         .iter()
@@ -120,7 +126,11 @@ async fn multipart(checksums: Checksums) {
             .bucket(&b)
             .key(key)
             .upload_id(&id)
-            .multipart_upload(completed(&[(2, e2.clone()), (1, e1.clone()), (3, e3.clone())]))
+            .multipart_upload(completed(&[
+                (2, e2.clone()),
+                (1, e1.clone()),
+                (3, e3.clone()),
+            ]))
             .send()
             .await,
         400,
@@ -163,17 +173,31 @@ async fn multipart(checksums: Checksums) {
     assert_eq!(got.e_tag(), Some(etag.as_str()));
     assert_eq!(got.content_type(), Some("application/x-backup"));
     assert_eq!(
-        got.metadata().and_then(|m| m.get("origin")).map(String::as_str),
+        got.metadata()
+            .and_then(|m| m.get("origin"))
+            .map(String::as_str),
         Some("mpu")
     );
     assert_eq!(sha256_hex(&body_bytes(got).await), sha256_hex(&whole));
 
     // partNumber reads one part and tells how many there are.
-    let part2 = ok(s3.get_object().bucket(&b).key(key).part_number(2).send().await);
+    let part2 = ok(s3
+        .get_object()
+        .bucket(&b)
+        .key(key)
+        .part_number(2)
+        .send()
+        .await);
     assert_eq!(part2.parts_count(), Some(3));
     assert_eq!(part2.content_length(), Some(p2.len() as i64));
     assert_eq!(sha256_hex(&body_bytes(part2).await), sha256_hex(&p2));
-    let head = ok(s3.head_object().bucket(&b).key(key).part_number(3).send().await);
+    let head = ok(s3
+        .head_object()
+        .bucket(&b)
+        .key(key)
+        .part_number(3)
+        .send()
+        .await);
     assert_eq!(head.parts_count(), Some(3));
     assert_eq!(head.content_length(), Some(p3.len() as i64));
     // A range inside the assembled object crosses the part boundary.
@@ -222,10 +246,15 @@ async fn multipart_small_parts_abort_and_part_copy() {
     ok(s3.create_bucket().bucket(&b).send().await);
 
     // EntityTooSmall: a part under 5 MiB that is not the last one.
-    let id = ok(s3.create_multipart_upload().bucket(&b).key("small").send().await)
-        .upload_id()
-        .unwrap_or_default()
-        .to_string();
+    let id = ok(s3
+        .create_multipart_upload()
+        .bucket(&b)
+        .key("small")
+        .send()
+        .await)
+    .upload_id()
+    .unwrap_or_default()
+    .to_string();
     let small = random_bytes(MIB, 5);
     let e1 = upload_part(&s3, &b, "small", &id, 1, &small).await;
     let e2 = upload_part(&s3, &b, "small", &id, 2, &small).await;
@@ -254,10 +283,15 @@ async fn multipart_small_parts_abort_and_part_copy() {
     assert_eq!(body_bytes(got).await, small);
 
     // Abort: the upload disappears, its parts cannot be completed, no object appears.
-    let id = ok(s3.create_multipart_upload().bucket(&b).key("aborted").send().await)
-        .upload_id()
-        .unwrap_or_default()
-        .to_string();
+    let id = ok(s3
+        .create_multipart_upload()
+        .bucket(&b)
+        .key("aborted")
+        .send()
+        .await)
+    .upload_id()
+    .unwrap_or_default()
+    .to_string();
     let e1 = upload_part(&s3, &b, "aborted", &id, 1, &small).await;
     ok(s3
         .abort_multipart_upload()
@@ -280,7 +314,12 @@ async fn multipart_small_parts_abort_and_part_copy() {
         "NoSuchUpload",
     );
     assert_err(
-        s3.list_parts().bucket(&b).key("aborted").upload_id(&id).send().await,
+        s3.list_parts()
+            .bucket(&b)
+            .key("aborted")
+            .upload_id(&id)
+            .send()
+            .await,
         404,
         "NoSuchUpload",
     );
@@ -299,10 +338,15 @@ async fn multipart_small_parts_abort_and_part_copy() {
         .body(ByteStream::from(src.clone()))
         .send()
         .await);
-    let id = ok(s3.create_multipart_upload().bucket(&b).key("assembled").send().await)
-        .upload_id()
-        .unwrap_or_default()
-        .to_string();
+    let id = ok(s3
+        .create_multipart_upload()
+        .bucket(&b)
+        .key("assembled")
+        .send()
+        .await)
+    .upload_id()
+    .unwrap_or_default()
+    .to_string();
     let (from, to) = (MIB + 5, 6 * MIB + 4); // inclusive, 5 MiB long, not chunk-aligned
     let pc = ok(s3
         .upload_part_copy()

@@ -29,11 +29,19 @@ async fn roundtrip(checksums: Checksums) {
             .body(ByteStream::from(data.clone()))
             .send()
             .await);
-        assert_eq!(put.e_tag(), Some(quoted_md5(&data).as_str()), "ETag of {key}");
+        assert_eq!(
+            put.e_tag(),
+            Some(quoted_md5(&data).as_str()),
+            "ETag of {key}"
+        );
         let got = ok(s3.get_object().bucket(&b).key(&key).send().await);
         assert_eq!(got.content_length(), Some(size as i64));
         assert_eq!(got.e_tag(), Some(quoted_md5(&data).as_str()));
-        assert_eq!(sha256_hex(&body_bytes(got).await), sha256_hex(&data), "{key}");
+        assert_eq!(
+            sha256_hex(&body_bytes(got).await),
+            sha256_hex(&data),
+            "{key}"
+        );
         let head = ok(s3.head_object().bucket(&b).key(&key).send().await);
         assert_eq!(head.content_length(), Some(size as i64));
         assert!(head.last_modified().is_some());
@@ -123,9 +131,17 @@ async fn roundtrip(checksums: Checksums) {
         404,
         "NoSuchKey",
     );
-    assert_err(s3.head_object().bucket(&b).key("missing").send().await, 404, "");
     assert_err(
-        s3.get_object().bucket("no-such-bucket").key("k").send().await,
+        s3.head_object().bucket(&b).key("missing").send().await,
+        404,
+        "",
+    );
+    assert_err(
+        s3.get_object()
+            .bucket("no-such-bucket")
+            .key("k")
+            .send()
+            .await,
         404,
         "NoSuchBucket",
     );
@@ -141,8 +157,18 @@ async fn roundtrip(checksums: Checksums) {
     );
 
     // DeleteObject, idempotent.
-    ok(s3.delete_object().bucket(&b).key("sizes/0.bin").send().await);
-    ok(s3.delete_object().bucket(&b).key("sizes/0.bin").send().await);
+    ok(s3
+        .delete_object()
+        .bucket(&b)
+        .key("sizes/0.bin")
+        .send()
+        .await);
+    ok(s3
+        .delete_object()
+        .bucket(&b)
+        .key("sizes/0.bin")
+        .send()
+        .await);
     assert_err(
         s3.get_object().bucket(&b).key("sizes/0.bin").send().await,
         404,
@@ -167,11 +193,20 @@ async fn roundtrip(checksums: Checksums) {
         ["never-existed", "sizes/1.bin", "sizes/1048575.bin"]
     );
     assert!(del.errors().is_empty(), "{:?}", del.errors());
-    let list = ok(s3.list_objects_v2().bucket(&b).prefix("sizes/").send().await);
+    let list = ok(s3
+        .list_objects_v2()
+        .bucket(&b)
+        .prefix("sizes/")
+        .send()
+        .await);
     let keys: Vec<&str> = list.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(
         keys,
-        ["sizes/1048576.bin", "sizes/1048577.bin", "sizes/5243003.bin"]
+        [
+            "sizes/1048576.bin",
+            "sizes/1048577.bin",
+            "sizes/5243003.bin"
+        ]
     );
 }
 
@@ -210,7 +245,13 @@ async fn ranges_and_conditional_get() {
         ("bytes=3145000-", 3_145_000, size),
         ("bytes=3000000-99999999", 3_000_000, size),
     ] {
-        let got = ok(s3.get_object().bucket(&b).key("obj").range(range).send().await);
+        let got = ok(s3
+            .get_object()
+            .bucket(&b)
+            .key("obj")
+            .range(range)
+            .send()
+            .await);
         assert_eq!(
             got.content_range(),
             Some(format!("bytes {start}-{}/{size}", end - 1).as_str()),
@@ -233,7 +274,13 @@ async fn ranges_and_conditional_get() {
     // If-Match / If-None-Match / If-Modified-Since / If-Unmodified-Since.
     let past = DateTime::from_secs(1_000_000_000);
     let future = DateTime::from_secs(4_000_000_000);
-    let got = ok(s3.get_object().bucket(&b).key("obj").if_match(&etag).send().await);
+    let got = ok(s3
+        .get_object()
+        .bucket(&b)
+        .key("obj")
+        .if_match(&etag)
+        .send()
+        .await);
     assert_eq!(body_bytes(got).await.len(), size);
     assert_err(
         s3.get_object()
@@ -246,7 +293,12 @@ async fn ranges_and_conditional_get() {
         "PreconditionFailed",
     );
     assert_err(
-        s3.get_object().bucket(&b).key("obj").if_none_match(&etag).send().await,
+        s3.get_object()
+            .bucket(&b)
+            .key("obj")
+            .if_none_match(&etag)
+            .send()
+            .await,
         304,
         "",
     );
@@ -259,13 +311,29 @@ async fn ranges_and_conditional_get() {
         .await);
     assert_eq!(body_bytes(got).await.len(), size);
     assert_err(
-        s3.get_object().bucket(&b).key("obj").if_modified_since(future).send().await,
+        s3.get_object()
+            .bucket(&b)
+            .key("obj")
+            .if_modified_since(future)
+            .send()
+            .await,
         304,
         "",
     );
-    ok(s3.get_object().bucket(&b).key("obj").if_modified_since(past).send().await);
+    ok(s3
+        .get_object()
+        .bucket(&b)
+        .key("obj")
+        .if_modified_since(past)
+        .send()
+        .await);
     assert_err(
-        s3.get_object().bucket(&b).key("obj").if_unmodified_since(past).send().await,
+        s3.get_object()
+            .bucket(&b)
+            .key("obj")
+            .if_unmodified_since(past)
+            .send()
+            .await,
         412,
         "PreconditionFailed",
     );
@@ -277,7 +345,12 @@ async fn ranges_and_conditional_get() {
         .send()
         .await);
     assert_err(
-        s3.head_object().bucket(&b).key("obj").if_match("\"nope\"").send().await,
+        s3.head_object()
+            .bucket(&b)
+            .key("obj")
+            .if_match("\"nope\"")
+            .send()
+            .await,
         412,
         "",
     );
@@ -365,9 +438,11 @@ async fn conditional_put_is_atomic() {
                 .body(ByteStream::from(body))
                 .send()
                 .await;
-            (i, r.map(|_| ()).map_err(|e| {
-                e.raw_response().map(|r| r.status().as_u16()).unwrap_or(0)
-            }))
+            (
+                i,
+                r.map(|_| ())
+                    .map_err(|e| e.raw_response().map(|r| r.status().as_u16()).unwrap_or(0)),
+            )
         }));
     }
     let mut winners = Vec::new();
