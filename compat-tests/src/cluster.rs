@@ -133,11 +133,30 @@ impl Cluster {
         }
     }
 
-    fn try_start(opts: ClusterOptions) -> Result<Cluster> {
-        let sdfbs = binary("sdfbs");
-        let chunkd = binary("chunkd");
+    /// Starts `sdfbs dev --nodes N` (the gateway with N in-process chunkd nodes, as a user runs
+    /// it) on ephemeral ports with its data directory in a temporary directory, and waits until
+    /// its N nodes are Up. Used by the benchmark; node-level methods do not apply to it.
+    pub fn start_dev(nodes: usize) -> Result<Cluster> {
+        let mut cluster = Self::new_empty()?;
+        let mut cmd = Command::new(binary("sdfbs"));
+        cmd.arg("dev")
+            .arg("--data-dir")
+            .arg(cluster.dir.path().join("dev"))
+            .args(["--nodes", &nodes.to_string()])
+            .args([
+                "--s3-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ]);
+        cluster.launch_gateway(cmd)?;
+        cluster.wait_nodes_up(nodes)?;
+        Ok(cluster)
+    }
+
+    fn new_empty() -> Result<Cluster> {
         let dir = tempfile::Builder::new().prefix("sdfbs-compat-").tempdir()?;
-        let mut cluster = Cluster {
+        Ok(Cluster {
             gateway: None,
             gateway_log: dir.path().join("gateway.log"),
             nodes: Vec::new(),
@@ -149,8 +168,40 @@ impl Cluster {
             cluster_secret: random_token(32),
             region: "us-east-1".to_string(),
             dir,
-        };
+        })
+    }
+
+    /// Spawns the gateway command `cmd` with this cluster's credentials and waits for its two
+    /// "listening on" lines.
+    fn launch_gateway(&mut self, mut cmd: Command) -> Result<()> {
+        clean_env(&mut cmd);
+        cmd.env("SDFBS_ROOT_ACCESS_KEY", &self.access_key)
+            .env("SDFBS_ROOT_SECRET_KEY", &self.secret_key)
+            .env("SDFBS_ADMIN_TOKEN", &self.admin_token)
+            .env("SDFBS_CLUSTER_SECRET", &self.cluster_secret);
+        let (child, lines) = spawn_logged(cmd, &self.gateway_log)?;
+        self.gateway = Some(child);
+        let mut s3 = None;
+        let mut admin = None;
+        wait_lines(&lines, &self.gateway_log, |line| {
+            if let Some(u) = line.strip_prefix("sdfbs: s3 listening on ") {
+                s3 = Some(u.trim().to_string());
+            } else if let Some(u) = line.strip_prefix("sdfbs: admin listening on ") {
+                admin = Some(u.trim().to_string());
+            }
+            s3.is_some() && admin.is_some()
+        })
+        .context("waiting for the gateway's `sdfbs: s3/admin listening on` lines")?;
+        self.s3_url = s3.unwrap_or_default();
+        self.admin_url = admin.unwrap_or_default();
+        Ok(())
+    }
+
+    fn try_start(opts: ClusterOptions) -> Result<Cluster> {
+        let sdfbs = binary("sdfbs");
+        let chunkd = binary("chunkd");
         // From here on, an early return drops `cluster`, which kills what was started.
+        let mut cluster = Self::new_empty()?;
         let meta = cluster.dir.path().join("meta.redb");
         let mut cmd = Command::new(&sdfbs);
         cmd.arg("gateway")
@@ -170,25 +221,7 @@ impl Cluster {
             cmd.args(["--node-down-after", d]);
         }
         cmd.args(&opts.gateway_args);
-        clean_env(&mut cmd);
-        cmd.env("SDFBS_ROOT_ACCESS_KEY", &cluster.access_key)
-            .env("SDFBS_ROOT_SECRET_KEY", &cluster.secret_key)
-            .env("SDFBS_ADMIN_TOKEN", &cluster.admin_token);
-        let (child, lines) = spawn_logged(cmd, &cluster.gateway_log)?;
-        cluster.gateway = Some(child);
-        let mut s3 = None;
-        let mut admin = None;
-        wait_lines(&lines, &cluster.gateway_log, |line| {
-            if let Some(u) = line.strip_prefix("sdfbs: s3 listening on ") {
-                s3 = Some(u.trim().to_string());
-            } else if let Some(u) = line.strip_prefix("sdfbs: admin listening on ") {
-                admin = Some(u.trim().to_string());
-            }
-            s3.is_some() && admin.is_some()
-        })
-        .context("waiting for the gateway's `sdfbs: s3/admin listening on` lines")?;
-        cluster.s3_url = s3.unwrap_or_default();
-        cluster.admin_url = admin.unwrap_or_default();
+        cluster.launch_gateway(cmd)?;
 
         for i in 0..opts.nodes {
             let data_dir = cluster.dir.path().join(format!("node{i}"));
@@ -204,6 +237,11 @@ impl Cluster {
         }
         cluster.wait_nodes_up(opts.nodes)?;
         Ok(cluster)
+    }
+
+    /// Process id of the gateway (of `sdfbs dev` for a dev cluster), e.g. to sample its memory.
+    pub fn gateway_pid(&self) -> Option<u32> {
+        self.gateway.as_ref().map(Child::id)
     }
 
     fn spawn_node(&mut self, chunkd: &Path, i: usize) -> Result<()> {

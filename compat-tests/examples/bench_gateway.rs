@@ -1,0 +1,336 @@
+//! Gateway benchmark (issue 4): runs the measurements of the issue's Benchmark section against
+//! a real `sdfbs dev` cluster (the gateway with three in-process chunkd nodes, embedded
+//! metadata, on loopback) through aws-sdk-s3 with its default settings, and writes the figures,
+//! the commands and the date to `docs/bench-gateway.md`.
+//!
+//! Run it on a release build (the `sdfbs` binary is taken from the same target directory as
+//! this example):
+//!
+//! ```sh
+//! cargo build --release -p sdfbs-gateway
+//! cargo run --release -p sdfbs-compat-tests --example bench_gateway
+//! ```
+//!
+//! Measured: single-core MD5 and SHA-256 rates (the same crates the gateway uses); single-stream
+//! PUT and GET of a 1 GiB object; 16 parallel streams of 64 MiB objects, PUT then GET; 4 KiB
+//! PUT and GET at 16 concurrency (ops/s, p50, p99); the gateway process's peak resident memory
+//! during the 1 GiB transfers, sampled every 10 ms from /proc. Client, gateway and nodes share
+//! the machine, so every figure is a lower bound of what the gateway alone could do.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+use sdfbs_compat_tests::{random_bytes, Cluster};
+
+const MIB: usize = 1 << 20;
+const GIB: usize = 1 << 30;
+
+/// Resident set size of `pid` in bytes (VmRSS), or 0 when unreadable.
+fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// Samples the RSS of `pid` every 10 ms until stopped; keeps the maximum.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> RssSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(rss_of(pid)));
+        let (s, p) = (stop.clone(), peak.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                p.fetch_max(rss_of(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        RssSampler {
+            stop,
+            peak,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+/// Single-core hashing rate of digest `D` over `data`, in MiB/s.
+fn hash_rate<D: sha2::Digest>(data: &[u8]) -> f64 {
+    let t = Instant::now();
+    let mut d = D::new();
+    for chunk in data.chunks(MIB) {
+        d.update(chunk);
+    }
+    std::hint::black_box(d.finalize());
+    mib_per_s(data.len() as u64, t.elapsed())
+}
+
+fn mib_per_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / MIB as f64 / d.as_secs_f64()
+}
+
+async fn put(s3: &Client, key: &str, body: Bytes) -> Result<()> {
+    s3.put_object()
+        .bucket("bench")
+        .key(key)
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "PUT {key}: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(&e)
+            )
+        })?;
+    Ok(())
+}
+
+/// GETs `key`, discarding the bytes; returns how many arrived.
+async fn get(s3: &Client, key: &str) -> Result<u64> {
+    let out = s3
+        .get_object()
+        .bucket("bench")
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "GET {key}: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(&e)
+            )
+        })?;
+    let mut body = out.body;
+    let mut n = 0u64;
+    while let Some(b) = body.try_next().await.context("reading a GET body")? {
+        n += b.len() as u64;
+    }
+    Ok(n)
+}
+
+/// Runs `ops` operations at `concurrency`, `op(i)` each; returns (ops/s, p50 ms, p99 ms).
+async fn small_ops<F, Fut>(ops: usize, concurrency: usize, op: F) -> Result<(f64, f64, f64)>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (op, next) = (op.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                if i >= ops {
+                    return Ok::<_, anyhow::Error>(lat);
+                }
+                let t = Instant::now();
+                op(i).await?;
+                lat.push(t.elapsed());
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await??);
+    }
+    let elapsed = start.elapsed();
+    all.sort();
+    let pct = |p: f64| {
+        let idx = ((p * all.len() as f64).ceil() as usize).clamp(1, all.len()) - 1;
+        all[idx].as_secs_f64() * 1000.0
+    };
+    Ok((ops as f64 / elapsed.as_secs_f64(), pct(0.50), pct(0.99)))
+}
+
+fn command_output(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "?".into())
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> Result<()> {
+    let small_ops_count: usize = std::env::var("BENCH_SMALL_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    eprintln!("bench: generating data and measuring hash rates");
+    let big = Bytes::from(random_bytes(GIB, 1));
+    let md5_rate = hash_rate::<md5::Md5>(&big[..256 * MIB]);
+    let sha_rate = hash_rate::<sha2::Sha256>(&big[..256 * MIB]);
+
+    eprintln!("bench: starting sdfbs dev (3 nodes)");
+    let cluster = Cluster::start_dev(3)?;
+    let pid = cluster
+        .gateway_pid()
+        .ok_or_else(|| anyhow!("no gateway process"))?;
+    let s3 = common::client(&cluster, common::Checksums::Default);
+    s3.create_bucket()
+        .bucket("bench")
+        .send()
+        .await
+        .map_err(|e| anyhow!("create bucket: {e:?}"))?;
+    let idle_rss = rss_of(pid);
+
+    eprintln!("bench: 1 GiB single-stream PUT");
+    let sampler = RssSampler::start(pid);
+    let t = Instant::now();
+    put(&s3, "one-gib", big.clone()).await?;
+    let put_1g = mib_per_s(GIB as u64, t.elapsed());
+    let put_peak = sampler.finish();
+
+    eprintln!("bench: 1 GiB single-stream GET");
+    let sampler = RssSampler::start(pid);
+    let t = Instant::now();
+    let n = get(&s3, "one-gib").await?;
+    let get_1g = mib_per_s(n, t.elapsed());
+    let get_peak = sampler.finish();
+    anyhow::ensure!(n == GIB as u64, "GET returned {n} bytes of 1 GiB");
+
+    eprintln!("bench: 16 parallel streams of 64 MiB");
+    let parts: Vec<Bytes> = (0..16)
+        .map(|i| big.slice(i * 64 * MIB..(i + 1) * 64 * MIB))
+        .collect();
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, p) in parts.iter().enumerate() {
+        let (s3, p) = (s3.clone(), p.clone());
+        tasks.push(tokio::spawn(async move {
+            put(&s3, &format!("par/{i}"), p).await
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let put_par = mib_per_s(GIB as u64, t.elapsed());
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let s3 = s3.clone();
+        tasks.push(tokio::spawn(
+            async move { get(&s3, &format!("par/{i}")).await },
+        ));
+    }
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    let get_par = mib_per_s(total, t.elapsed());
+    anyhow::ensure!(total == GIB as u64, "parallel GETs returned {total} bytes");
+
+    eprintln!("bench: 4 KiB PUT and GET at 16 concurrency, {small_ops_count} ops each");
+    let small = Bytes::from(random_bytes(4096, 2));
+    let (put_ops, put_p50, put_p99) = {
+        let s3 = s3.clone();
+        small_ops(small_ops_count, 16, move |i| {
+            let (s3, small) = (s3.clone(), small.clone());
+            async move { put(&s3, &format!("small/{i:06}"), small).await }
+        })
+        .await?
+    };
+    let (get_ops, get_p50, get_p99) = {
+        let s3 = s3.clone();
+        small_ops(small_ops_count, 16, move |i| {
+            let s3 = s3.clone();
+            async move {
+                let n = get(&s3, &format!("small/{i:06}")).await?;
+                anyhow::ensure!(n == 4096, "small GET returned {n} bytes");
+                Ok(())
+            }
+        })
+        .await?
+    };
+    let peak_rss = put_peak.max(get_peak);
+    drop(cluster);
+
+    let mib = |b: u64| b as f64 / MIB as f64;
+    let yes_no = |ok: bool| if ok { "yes" } else { "**no**" };
+    let report = format!(
+        "# Gateway benchmark\n\n\
+Written by `compat-tests/examples/bench_gateway.rs`; rerun it to refresh every figure.\n\n\
+```sh\n\
+cargo build --release -p sdfbs-gateway\n\
+cargo run --release -p sdfbs-compat-tests --example bench_gateway\n\
+```\n\n\
+- Date: {date}\n\
+- Commit: {commit}\n\
+- Machine: {cores} cores ({cpu}), {rustc}\n\
+- Setup: `sdfbs dev --nodes 3` (release build; gateway and three in-process chunkd nodes in one\n  \
+process, replication 2, embedded metadata, data in a temporary directory on the local disk),\n  \
+driven over loopback by aws-sdk-s3 with its default settings (CRC32 trailer checksums on\n  \
+uploads) running in the same machine. Client, gateway and nodes share the cores, so the\n  \
+figures are lower bounds of what the gateway alone does.\n\n\
+## Figures\n\n\
+| measurement | result | target | met |\n\
+| --- | --- | --- | --- |\n\
+| single-core MD5 | {md5_rate:.0} MiB/s | | |\n\
+| single-core SHA-256 | {sha_rate:.0} MiB/s | | |\n\
+| PUT 1 GiB, one stream | {put_1g:.0} MiB/s ({put_pct:.0} % of MD5) | ≥ 60 % of MD5 ({put_target:.0} MiB/s) | {put_ok} |\n\
+| GET 1 GiB, one stream | {get_1g:.0} MiB/s | ≥ 600 MiB/s | {get_ok} |\n\
+| PUT 16 × 64 MiB in parallel | {put_par:.0} MiB/s aggregate | | |\n\
+| GET 16 × 64 MiB in parallel | {get_par:.0} MiB/s aggregate | | |\n\
+| PUT 4 KiB, 16 concurrent ({n} ops) | {put_ops:.0} ops/s, p50 {put_p50:.2} ms, p99 {put_p99:.2} ms | | |\n\
+| GET 4 KiB, 16 concurrent ({n} ops) | {get_ops:.0} ops/s, p50 {get_p50:.2} ms, p99 {get_p99:.2} ms | p99 ≤ 10 ms | {p99_ok} |\n\
+| peak RSS during the 1 GiB PUT / GET | {put_peak_m:.0} / {get_peak_m:.0} MiB (idle {idle:.0} MiB) | ≤ 150 MiB | {rss_ok} |\n\n\
+RSS is the resident memory of the whole `sdfbs dev` process (gateway plus the three nodes),\n\
+sampled every 10 ms from `/proc/PID/status`.\n",
+        date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        commit = command_output("git", &["rev-parse", "--short", "HEAD"]),
+        cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        cpu = cpu_model(),
+        rustc = command_output("rustc", &["--version"]),
+        put_pct = 100.0 * put_1g / md5_rate,
+        put_target = 0.6 * md5_rate,
+        put_ok = yes_no(put_1g >= 0.6 * md5_rate),
+        get_ok = yes_no(get_1g >= 600.0),
+        n = small_ops_count,
+        p99_ok = yes_no(get_p99 <= 10.0),
+        put_peak_m = mib(put_peak),
+        get_peak_m = mib(get_peak),
+        idle = mib(idle_rss),
+        rss_ok = yes_no(peak_rss <= 150 * MIB as u64),
+    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/bench-gateway.md");
+    std::fs::write(path, &report).with_context(|| format!("writing {path}"))?;
+    println!("{report}");
+    eprintln!("bench: written to docs/bench-gateway.md");
+    Ok(())
+}
