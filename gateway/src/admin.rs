@@ -43,9 +43,15 @@ struct Failure(StatusCode, &'static str, String);
 impl Admin {
     /// Serves one request. Never fails: every problem becomes a JSON error answer.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Answer, hyper::Error> {
-        Ok(self.route(req).await.unwrap_or_else(|Failure(status, code, message)| {
-            json(status, &serde_json::json!({ "code": code, "message": message }))
-        }))
+        Ok(self
+            .route(req)
+            .await
+            .unwrap_or_else(|Failure(status, code, message)| {
+                json(
+                    status,
+                    &serde_json::json!({ "code": code, "message": message }),
+                )
+            }))
     }
 
     async fn route(&self, req: Request<Incoming>) -> Result<Answer, Failure> {

@@ -84,7 +84,12 @@ pub struct DevArgs {
 #[derive(Args, Debug)]
 pub struct KeyArgs {
     /// Admin port of the running gateway.
-    #[arg(long, env = "SDFBS_ADMIN_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "SDFBS_ADMIN_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     pub admin_url: String,
     /// Admin token (printed by `sdfbs dev`).
     #[arg(long, env = "SDFBS_ADMIN_TOKEN", hide_env_values = true, global = true)]
@@ -128,11 +133,22 @@ mod tests {
     #[test]
     fn gateway_flags_parse() {
         let cli = Cli::try_parse_from([
-            "sdfbs", "gateway", "--metadata", "embedded:/tmp/m.redb", "--cluster-secret", "s",
-            "--s3-listen", "127.0.0.1:0", "--node-down-after", "3s",
+            "sdfbs",
+            "gateway",
+            "--metadata",
+            "embedded:/tmp/m.redb",
+            "--cluster-secret",
+            "s",
+            "--s3-listen",
+            "127.0.0.1:0",
+            "--node-down-after",
+            "3s",
         ])
         .map_err(|e| e.to_string());
-        let Ok(Cli { command: Command::Gateway(g) }) = cli else {
+        let Ok(Cli {
+            command: Command::Gateway(g),
+        }) = cli
+        else {
             panic!("did not parse: {cli:?}");
         };
         assert_eq!(g.serve.node_down_after, Duration::from_secs(3));

@@ -68,8 +68,20 @@ pub async fn bootstrap(
             (a, s)
         }
         (None, None) => (
-            kept(meta, SETTING_ROOT_ACCESS_KEY, new_access_key_id(), "root access key").await?,
-            kept(meta, SETTING_ROOT_SECRET_KEY, new_secret(40), "root secret key").await?,
+            kept(
+                meta,
+                SETTING_ROOT_ACCESS_KEY,
+                new_access_key_id(),
+                "root access key",
+            )
+            .await?,
+            kept(
+                meta,
+                SETTING_ROOT_SECRET_KEY,
+                new_secret(40),
+                "root secret key",
+            )
+            .await?,
         ),
         _ => return Err(CredentialsError::HalfRootKey),
     };
@@ -79,7 +91,15 @@ pub async fn bootstrap(
     };
     let cluster_secret = match given.cluster_secret {
         Some(t) => non_empty(&t, "the cluster secret").map(|_| t)?,
-        None => kept(meta, SETTING_CLUSTER_SECRET, new_secret(32), "cluster secret").await?,
+        None => {
+            kept(
+                meta,
+                SETTING_CLUSTER_SECRET,
+                new_secret(32),
+                "cluster secret",
+            )
+            .await?
+        }
     };
     ensure_root_key(meta, &root_access_key, &root_secret_key).await?;
     Ok(Credentials {
@@ -175,7 +195,9 @@ mod tests {
         let id = new_access_key_id();
         assert_eq!(id.len(), 20);
         assert!(id.starts_with("SDFB"));
-        assert!(id.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()));
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()));
         assert_ne!(new_secret(40), new_secret(40));
         assert_eq!(new_secret(40).len(), 40);
     }

@@ -19,16 +19,30 @@ pub async fn run(args: DevArgs, given: Given) -> Result<()> {
     let nodes = usize::from(args.nodes);
     let mut replication = usize::from(args.serve.replication);
     if replication > nodes {
-        eprintln!("sdfbs: only {nodes} node(s): using replication {nodes} instead of {replication}");
+        eprintln!(
+            "sdfbs: only {nodes} node(s): using replication {nodes} instead of {replication}"
+        );
         replication = nodes;
     }
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
-    let data_dir = args.data_dir.canonicalize().unwrap_or_else(|_| args.data_dir.clone());
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            args.data_dir.display()
+        )
+    })?;
+    let data_dir = args
+        .data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| args.data_dir.clone());
     let meta_path = data_dir.join("meta.redb");
     let meta = server::open_metadata(&format!("embedded:{}", meta_path.display()))
         .await
-        .with_context(|| format!("cannot open {} (is another `sdfbs dev` running on it?)", meta_path.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot open {} (is another `sdfbs dev` running on it?)",
+                meta_path.display()
+            )
+        })?;
 
     let gateway = server::start(GatewayOptions {
         meta,
@@ -59,7 +73,8 @@ pub async fn run(args: DevArgs, given: Given) -> Result<()> {
             Ok(node) => running.push(node),
             Err(e) => {
                 stop_all(gateway, running).await;
-                return Err(e).with_context(|| format!("cannot start node {i} in {}", dir.display()));
+                return Err(e)
+                    .with_context(|| format!("cannot start node {i} in {}", dir.display()));
             }
         }
     }
@@ -80,13 +95,20 @@ async fn wait_for_nodes(gateway: &server::RunningGateway, nodes: &[chunkd::Runni
     loop {
         let up = nodes
             .iter()
-            .filter(|n| membership.node(n.node_id()).is_some_and(|v| v.state == NodeState::Up))
+            .filter(|n| {
+                membership
+                    .node(n.node_id())
+                    .is_some_and(|v| v.state == NodeState::Up)
+            })
             .count();
         if up == nodes.len() {
             return;
         }
         if Instant::now() > deadline {
-            eprintln!("sdfbs: only {up} of {} nodes have reported so far", nodes.len());
+            eprintln!(
+                "sdfbs: only {up} of {} nodes have reported so far",
+                nodes.len()
+            );
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -112,7 +134,11 @@ fn print_banner(
     let region = &gateway.gateway.region;
     let mut out = std::io::stdout().lock();
     writeln!(out, "sdfbs: s3 listening on {endpoint}")?;
-    writeln!(out, "sdfbs: admin listening on http://{}", gateway.admin_addr)?;
+    writeln!(
+        out,
+        "sdfbs: admin listening on http://{}",
+        gateway.admin_addr
+    )?;
     writeln!(
         out,
         "

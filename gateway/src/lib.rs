@@ -5,12 +5,11 @@
 //! The crate is a library plus the thin `sdfbs` binary (`main.rs`) so that the integration
 //! tests in `tests/` can drive the pipeline and the servers in-process.
 
+pub mod admin;
+pub mod credentials;
 pub mod membership;
 pub mod pipeline;
 pub mod placement;
 pub mod s3;
-pub mod state;
-pub mod admin;
-pub mod credentials;
 pub mod server;
-
+pub mod state;

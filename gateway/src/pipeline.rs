@@ -24,6 +24,10 @@ use sdfbs_metadata::{ChunkId, ChunkPlacement, ManifestEntry, MetaError, Metadata
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a node that failed a write is tried last.
+const FAILING_NODE_PENALTY: Duration = Duration::from_secs(5);
 
 /// Chunks are exactly this long (the last chunk of an object may be shorter).
 pub const CHUNK_SIZE: usize = 1024 * 1024;
@@ -51,7 +55,7 @@ pub struct WrittenData {
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     /// Fewer than `replication` nodes could take a chunk (S3 503 ServiceUnavailable).
-    #[error("not enough storage nodes to store a chunk: {needed} replicas are needed but only {available} node(s) could take it; start more chunkd nodes or check that they heartbeat to this gateway")]
+    #[error("not enough storage nodes to store a chunk: {needed} replicas needed, only {available} node(s) could take it; start more chunkd nodes or check that they heartbeat to this gateway")]
     InsufficientNodes { needed: usize, available: usize },
     /// The client's body failed (aborted, bad aws-chunked signature or checksum).
     #[error("request body failed: {0}")]
@@ -78,6 +82,10 @@ struct Inner {
     cluster_secret: String,
     /// One client (connection pool) per node address.
     clients: Mutex<HashMap<String, ChunkClient>>,
+    /// Nodes that just failed a write, and until when they go to the back of the line. A node
+    /// that died is only declared Down after `node_down_after`; meanwhile this keeps every
+    /// chunk from trying it first (and waiting for a timeout if it hangs rather than refuses).
+    failing: Mutex<HashMap<String, Instant>>,
 }
 
 impl ChunkStore {
@@ -94,6 +102,7 @@ impl ChunkStore {
                 replication: replication.max(1),
                 cluster_secret: cluster_secret.to_string(),
                 clients: Mutex::new(HashMap::new()),
+                failing: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -148,6 +157,20 @@ impl Inner {
             .entry(address.to_string())
             .or_insert_with(|| ChunkClient::new(address, &self.cluster_secret))
             .clone()
+    }
+
+    /// Records that a write to `node_id` failed.
+    fn mark_failing(&self, node_id: &str) {
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        failing.insert(node_id.to_string(), Instant::now() + FAILING_NODE_PENALTY);
+    }
+
+    /// Whether `node_id` failed a write within the last `FAILING_NODE_PENALTY`.
+    fn is_failing(&self, node_id: &str) -> bool {
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        failing.retain(|_, until| *until > now);
+        failing.contains_key(node_id)
     }
 
     /// The nodes that may take a new chunk: Up ones first, then Suspect ones (tried only when

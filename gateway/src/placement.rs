@@ -69,7 +69,7 @@ fn score(chunk: &ChunkId, node: &Candidate) -> f64 {
     let mut first8 = [0u8; 8];
     first8.copy_from_slice(&digest[..8]);
     let bits = u64::from_be_bytes(first8) >> 11; // 53 bits: exact in an f64
-    // u in (0, 1), never 0 or 1, so -ln(u) is finite and positive.
+                                                 // u in (0, 1), never 0 or 1, so -ln(u) is finite and positive.
     let u = (bits as f64 + 0.5) / (1u64 << 53) as f64;
     let weight = node.weight.max(1) as f64;
     weight / -u.ln()
@@ -104,8 +104,14 @@ mod tests {
         let mut reversed = nodes.clone();
         reversed.reverse();
         for i in 0..100 {
-            let a: Vec<_> = placement_order(&chunk(i), &nodes).iter().map(|n| n.node_id.clone()).collect();
-            let b: Vec<_> = placement_order(&chunk(i), &reversed).iter().map(|n| n.node_id.clone()).collect();
+            let a: Vec<_> = placement_order(&chunk(i), &nodes)
+                .iter()
+                .map(|n| n.node_id.clone())
+                .collect();
+            let b: Vec<_> = placement_order(&chunk(i), &reversed)
+                .iter()
+                .map(|n| n.node_id.clone())
+                .collect();
             assert_eq!(a, b);
             let mut sorted = a.clone();
             sorted.sort();
@@ -117,7 +123,9 @@ mod tests {
     fn adding_a_node_moves_only_its_share_of_chunks() {
         let mut nodes: Vec<Candidate> = (0..10).map(|i| node(&format!("n{i}"), "z", 100)).collect();
         let total = 5000;
-        let before: Vec<String> = (0..total).map(|i| first_choice(&chunk(i), &nodes)).collect();
+        let before: Vec<String> = (0..total)
+            .map(|i| first_choice(&chunk(i), &nodes))
+            .collect();
         nodes.push(node("new", "z", 100));
         let mut moved = 0;
         for i in 0..total {

@@ -137,7 +137,12 @@ pub async fn start(options: GatewayOptions) -> Result<RunningGateway, ServerErro
     let admin_service = hyper::service::service_fn(move |req| Arc::clone(&admin).handle(req));
     let tasks = vec![
         tokio::spawn(serve(s3_listener, s3_service, "s3", stopped.clone())),
-        tokio::spawn(serve(admin_listener, admin_service, "admin", stopped.clone())),
+        tokio::spawn(serve(
+            admin_listener,
+            admin_service,
+            "admin",
+            stopped.clone(),
+        )),
         membership.spawn_refresher(stopped),
     ];
     tracing::info!(%s3_addr, %admin_addr, replication = options.replication, "gateway started");
@@ -238,7 +243,10 @@ pub async fn serve<S, B>(
         .await
         .is_err()
     {
-        tracing::warn!(listener = label, "requests still in flight after {SHUTDOWN_GRACE:?}; stopping anyway");
+        tracing::warn!(
+            listener = label,
+            "requests still in flight after {SHUTDOWN_GRACE:?}; stopping anyway"
+        );
     }
 }
 

@@ -13,8 +13,7 @@ use sdfbs_gateway::membership::{MembershipConfig, NodeState};
 use sdfbs_gateway::pipeline::{BodyHasher, PipelineError, WrittenData, CHUNK_SIZE};
 use sdfbs_gateway::server::{self, GatewayOptions, RunningGateway};
 use sdfbs_metadata::{
-    now_millis, BucketRecord, ChunkId, MetadataStore, ObjectRecord, PutCondition,
-    VersioningState,
+    now_millis, BucketRecord, ChunkId, MetadataStore, ObjectRecord, PutCondition, VersioningState,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -68,7 +67,9 @@ impl TestCluster {
             versioning: VersioningState::Unversioned,
             shard_count: 1,
         };
-        meta.create_bucket(bucket.clone()).await.expect("create bucket");
+        meta.create_bucket(bucket.clone())
+            .await
+            .expect("create bucket");
         let mut cluster = TestCluster {
             dir,
             meta,
@@ -97,11 +98,8 @@ impl TestCluster {
     }
 
     async fn start_node(&self, i: usize) -> chunkd::RunningNode {
-        let mut config = chunkd::NodeConfig::new(
-            self.node_dir(i),
-            "127.0.0.1:0".parse().unwrap(),
-            SECRET,
-        );
+        let mut config =
+            chunkd::NodeConfig::new(self.node_dir(i), "127.0.0.1:0".parse().unwrap(), SECRET);
         config.gateways = vec![self.admin_url()];
         config.heartbeat_interval = Duration::from_millis(200);
         config.scrub_rate = 0;
@@ -177,7 +175,12 @@ impl TestCluster {
         written
     }
 
-    async fn read(&self, written: &WrittenData, start: u64, end: u64) -> Result<Vec<u8>, PipelineError> {
+    async fn read(
+        &self,
+        written: &WrittenData,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<u8>, PipelineError> {
         let chunks: Vec<Bytes> = self
             .gw()
             .gateway
@@ -220,7 +223,9 @@ fn data(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// A body as hyper delivers it: pieces of uneven size.
-fn body_stream(data: &[u8]) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin + 'static {
+fn body_stream(
+    data: &[u8],
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin + 'static {
     let pieces: Vec<Result<Bytes, std::io::Error>> = data
         .chunks(61_440 + 17)
         .map(|c| Ok(Bytes::copy_from_slice(c)))
@@ -234,7 +239,11 @@ fn assert_placements(written: &WrittenData, replication: usize) {
         let mut nodes = p.nodes.clone();
         nodes.sort();
         nodes.dedup();
-        assert_eq!(nodes.len(), replication, "replicas on distinct nodes: {p:?}");
+        assert_eq!(
+            nodes.len(),
+            replication,
+            "replicas on distinct nodes: {p:?}"
+        );
     }
 }
 
@@ -245,13 +254,20 @@ async fn objects_of_every_boundary_size_round_trip() {
     for (i, &size) in sizes.iter().enumerate() {
         let bytes = data(size, i as u64 + 1);
         let written = cluster.put(&format!("obj-{size}"), &bytes).await;
-        assert_eq!(written.manifest.len(), size.div_ceil(CHUNK_SIZE), "size {size}");
+        assert_eq!(
+            written.manifest.len(),
+            size.div_ceil(CHUNK_SIZE),
+            "size {size}"
+        );
         for (j, e) in written.manifest.iter().enumerate() {
             let expected = CHUNK_SIZE.min(size - j * CHUNK_SIZE) as u64;
             assert_eq!(e.size, expected, "chunk {j} of size {size}");
         }
         assert_placements(&written, 2);
-        let back = cluster.read(&written, 0, size as u64).await.expect("read back");
+        let back = cluster
+            .read(&written, 0, size as u64)
+            .await
+            .expect("read back");
         assert!(back == bytes, "size {size}: bytes differ");
     }
     cluster.stop().await;
@@ -275,8 +291,14 @@ async fn ranges_return_exactly_the_requested_bytes() {
         (0, s),
         (7, 7),
     ] {
-        let back = cluster.read(&written, start, end).await.expect("read range");
-        assert!(back == bytes[start as usize..end as usize], "range {start}..{end} differs");
+        let back = cluster
+            .read(&written, start, end)
+            .await
+            .expect("read range");
+        assert!(
+            back == bytes[start as usize..end as usize],
+            "range {start}..{end} differs"
+        );
     }
     cluster.stop().await;
 }
@@ -293,7 +315,10 @@ async fn identical_chunks_are_not_sent_again() {
         y.sort();
         assert_eq!(x, y, "a deduplicated chunk stays on the nodes that hold it");
     }
-    let back = cluster.read(&second, 0, bytes.len() as u64).await.expect("read");
+    let back = cluster
+        .read(&second, 0, bytes.len() as u64)
+        .await
+        .expect("read");
     assert!(back == bytes);
     cluster.stop().await;
 }
@@ -308,23 +333,41 @@ async fn writes_go_to_the_remaining_nodes_when_one_is_down() {
     let written = cluster.put("after-stop", &bytes).await;
     assert_placements(&written, 2);
     for p in &written.placements {
-        assert!(!p.nodes.contains(&stopped), "chunk placed on the stopped node: {p:?}");
+        assert!(
+            !p.nodes.contains(&stopped),
+            "chunk placed on the stopped node: {p:?}"
+        );
     }
-    let back = cluster.read(&written, 0, bytes.len() as u64).await.expect("read");
+    let back = cluster
+        .read(&written, 0, bytes.len() as u64)
+        .await
+        .expect("read");
     assert!(back == bytes);
 
     // Later the node is Down in the gateway's view and is not even tried.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let state = cluster.gw().gateway.chunks.membership().node(&stopped).map(|n| n.state);
+        let state = cluster
+            .gw()
+            .gateway
+            .chunks
+            .membership()
+            .node(&stopped)
+            .map(|n| n.state);
         if state == Some(NodeState::Down) {
             break;
         }
-        assert!(Instant::now() < deadline, "stopped node never became Down: {state:?}");
+        assert!(
+            Instant::now() < deadline,
+            "stopped node never became Down: {state:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let written = cluster.put("while-down", &data(2 * MIB, 6)).await;
-    assert!(written.placements.iter().all(|p| !p.nodes.contains(&stopped)));
+    assert!(written
+        .placements
+        .iter()
+        .all(|p| !p.nodes.contains(&stopped)));
     cluster.stop().await;
 }
 
@@ -335,7 +378,11 @@ async fn a_corrupt_replica_is_detected_and_the_other_one_is_read() {
     let written = cluster.put("corrupt-me", &bytes).await;
 
     // Flip a byte in node 0's copy of every chunk, keeping the length.
-    let node0 = cluster.nodes[0].as_ref().expect("node 0").node_id().to_string();
+    let node0 = cluster.nodes[0]
+        .as_ref()
+        .expect("node 0")
+        .node_id()
+        .to_string();
     for entry in &written.manifest {
         let path = chunk_file(&cluster.node_dir(0), &entry.chunk);
         let mut content = std::fs::read(&path).expect("read chunk file");
@@ -351,11 +398,19 @@ async fn a_corrupt_replica_is_detected_and_the_other_one_is_read() {
     // read met a corrupt copy, that replica is dropped from the chunk's record (for repair).
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let back = cluster.read(&written, 0, bytes.len() as u64).await.expect("read");
+        let back = cluster
+            .read(&written, 0, bytes.len() as u64)
+            .await
+            .expect("read");
         assert!(back == bytes, "corrupt bytes reached the reader");
         let mut remaining = 0;
         for entry in &written.manifest {
-            let record = cluster.meta.get_chunk(&entry.chunk).await.expect("meta").expect("record");
+            let record = cluster
+                .meta
+                .get_chunk(&entry.chunk)
+                .await
+                .expect("meta")
+                .expect("record");
             if record.replicas.contains(&node0) {
                 remaining += 1;
             }
@@ -363,7 +418,10 @@ async fn a_corrupt_replica_is_detected_and_the_other_one_is_read() {
         if remaining == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "{remaining} corrupt replicas never detected");
+        assert!(
+            Instant::now() < deadline,
+            "{remaining} corrupt replicas never detected"
+        );
     }
     cluster.stop().await;
 }
@@ -376,7 +434,10 @@ async fn no_readable_replica_is_an_error_not_a_short_body() {
     cluster.stop_node(0).await;
     cluster.stop_node(1).await;
     let result = cluster.read(&written, 0, bytes.len() as u64).await;
-    assert!(matches!(result, Err(PipelineError::ChunkUnavailable(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(PipelineError::ChunkUnavailable(_))),
+        "{result:?}"
+    );
     cluster.stop().await;
 }
 
@@ -388,7 +449,10 @@ async fn fewer_nodes_than_replicas_is_insufficient_nodes() {
         Err(PipelineError::InsufficientNodes { needed, available }) => {
             assert_eq!((needed, available), (2, 1));
         }
-        other => panic!("expected InsufficientNodes, got {:?}", other.map(|(w, _)| w)),
+        other => panic!(
+            "expected InsufficientNodes, got {:?}",
+            other.map(|(w, _)| w)
+        ),
     }
     // An empty body needs no node at all.
     let (written, _) = cluster.write(b"").await.expect("empty body");
@@ -399,8 +463,10 @@ async fn fewer_nodes_than_replicas_is_insufficient_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_body_aborts_the_write() {
     let cluster = TestCluster::start(2, 2).await;
-    let mut pieces: Vec<Result<Bytes, std::io::Error>> =
-        vec![Ok(Bytes::from(data(MIB + 5, 1))), Ok(Bytes::from(data(1000, 2)))];
+    let mut pieces: Vec<Result<Bytes, std::io::Error>> = vec![
+        Ok(Bytes::from(data(MIB + 5, 1))),
+        Ok(Bytes::from(data(1000, 2))),
+    ];
     pieces.push(Err(std::io::Error::other("signature mismatch")));
     let result = cluster
         .gw()
@@ -408,7 +474,11 @@ async fn a_failing_body_aborts_the_write() {
         .chunks
         .write_body(futures::stream::iter(pieces), ())
         .await;
-    assert!(matches!(result, Err(PipelineError::Body(ref m)) if m.contains("signature mismatch")), "{:?}", result.map(|(w, _)| w));
+    assert!(
+        matches!(result, Err(PipelineError::Body(ref m)) if m.contains("signature mismatch")),
+        "{:?}",
+        result.map(|(w, _)| w)
+    );
     cluster.stop().await;
 }
 
@@ -421,7 +491,11 @@ async fn heartbeats_need_the_cluster_secret_and_health_counts_nodes() {
         "used_bytes": 0, "chunk_count": 0, "corrupt_chunks": 0, "uptime_s": 1,
         "address": "http://127.0.0.1:9"
     });
-    for (auth, expected) in [(None, 401), (Some("Bearer wrong"), 401), (Some(ADMIN_TOKEN), 401)] {
+    for (auth, expected) in [
+        (None, 401),
+        (Some("Bearer wrong"), 401),
+        (Some(ADMIN_TOKEN), 401),
+    ] {
         let mut req = http::Request::post(format!("{}/cluster/heartbeat", cluster.admin_url()));
         if let Some(a) = auth {
             req = req.header("authorization", a);
@@ -432,7 +506,13 @@ async fn heartbeats_need_the_cluster_secret_and_health_counts_nodes() {
             .expect("request");
         assert_eq!(resp.status().as_u16(), expected, "auth {auth:?}");
     }
-    assert!(cluster.gw().gateway.chunks.membership().node("intruder").is_none());
+    assert!(cluster
+        .gw()
+        .gateway
+        .chunks
+        .membership()
+        .node("intruder")
+        .is_none());
 
     let resp = client
         .request(
@@ -459,7 +539,13 @@ async fn heartbeats_need_the_cluster_secret_and_health_counts_nodes() {
         .await
         .expect("request");
     assert_eq!(resp.status().as_u16(), 204);
-    let view = cluster.gw().gateway.chunks.membership().node("intruder").expect("registered");
+    let view = cluster
+        .gw()
+        .gateway
+        .chunks
+        .membership()
+        .node("intruder")
+        .expect("registered");
     assert_eq!(view.state, NodeState::Up);
     cluster.stop().await;
 }

@@ -48,7 +48,11 @@ impl Proc {
 
     /// Waits for a stdout line starting with `prefix` (after indentation); returns the rest of it.
     fn line_after(&mut self, prefix: &str) -> String {
-        if let Some(l) = self.seen.iter().find(|l| l.trim_start().starts_with(prefix)) {
+        if let Some(l) = self
+            .seen
+            .iter()
+            .find(|l| l.trim_start().starts_with(prefix))
+        {
             return l.trim_start()[prefix.len()..].trim().to_string();
         }
         let deadline = Instant::now() + DEADLINE;
@@ -101,8 +105,14 @@ impl Drop for Proc {
 fn http_get(base: &str, path: &str) -> (u16, String) {
     let addr = base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("write");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read");
     let status = response
@@ -154,9 +164,17 @@ fn gateway_process_announces_serves_health_and_stops_on_sigterm() {
     let token = "process-test-admin-token";
     let mut gw = Proc::spawn(
         &[
-            "gateway", "--metadata", &meta, "--cluster-secret", "proc-secret",
-            "--s3-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-            "--heartbeat-interval", "200ms",
+            "gateway",
+            "--metadata",
+            &meta,
+            "--cluster-secret",
+            "proc-secret",
+            "--s3-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--heartbeat-interval",
+            "200ms",
         ],
         &[
             ("SDFBS_ROOT_ACCESS_KEY", "PROCESSTESTROOTKEY01"),
@@ -182,7 +200,9 @@ fn gateway_process_announces_serves_health_and_stops_on_sigterm() {
             );
             config.gateways = vec![admin.clone()];
             config.heartbeat_interval = Duration::from_millis(200);
-            runtime.block_on(chunkd::start(config)).expect("start chunkd")
+            runtime
+                .block_on(chunkd::start(config))
+                .expect("start chunkd")
         })
         .collect();
     wait_nodes_up(&admin, 3);
@@ -199,10 +219,21 @@ fn gateway_process_announces_serves_health_and_stops_on_sigterm() {
     let (ok, _, err) = sdfbs_key(&admin, token, &["allow", &id, "photos", "write"]);
     assert!(ok, "key allow failed: {err}");
     let (ok, out, _) = sdfbs_key(&admin, token, &["list"]);
-    assert!(ok && out.contains(&id) && out.contains("photos:write") && out.contains("PROCESSTESTROOTKEY01"), "{out}");
-    assert!(!out.contains("process-test-root-secret"), "secrets must not be listed");
+    assert!(
+        ok && out.contains(&id)
+            && out.contains("photos:write")
+            && out.contains("PROCESSTESTROOTKEY01"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("process-test-root-secret"),
+        "secrets must not be listed"
+    );
     let (ok, _, err) = sdfbs_key(&admin, "wrong-token", &["list"]);
-    assert!(!ok && err.contains("401"), "a wrong admin token must be refused: {err}");
+    assert!(
+        !ok && err.contains("401"),
+        "a wrong admin token must be refused: {err}"
+    );
     let (ok, _, err) = sdfbs_key(&admin, token, &["delete", &id]);
     assert!(ok, "key delete failed: {err}");
     let (_, out, _) = sdfbs_key(&admin, token, &["list"]);
@@ -220,9 +251,17 @@ fn dev_runs_a_cluster_and_keeps_its_credentials() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().join("data");
     let args = [
-        "dev", "--data-dir", data_dir.to_str().expect("utf-8 path"), "--nodes", "3",
-        "--s3-listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
-        "--heartbeat-interval", "200ms",
+        "dev",
+        "--data-dir",
+        data_dir.to_str().expect("utf-8 path"),
+        "--nodes",
+        "3",
+        "--s3-listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--heartbeat-interval",
+        "200ms",
     ];
     let mut first_keys = None;
     for run in 0..2 {

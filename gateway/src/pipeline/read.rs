@@ -58,6 +58,9 @@ pub(super) fn read_range(
 /// The chunks overlapping [start, end), with the slice of each that is needed.
 fn pieces(manifest: &[ManifestEntry], start: u64, end: u64) -> Vec<Piece> {
     let mut out = Vec::new();
+    if start >= end {
+        return out;
+    }
     let mut offset = 0u64;
     for entry in manifest {
         let (chunk_start, chunk_end) = (offset, offset + entry.size);
@@ -102,7 +105,8 @@ async fn fetch_chunk(inner: &Inner, entry: &ManifestEntry) -> Result<Bytes, Pipe
         let client = inner.client(&node.address);
         match client.get(&hex).await {
             Ok(data) => {
-                let good = data.len() as u64 == entry.size && chunk_id(data.clone()).await? == entry.chunk;
+                let good =
+                    data.len() as u64 == entry.size && chunk_id(data.clone()).await? == entry.chunk;
                 if good {
                     forget_corrupt(inner, entry, &corrupt).await;
                     return Ok(data);

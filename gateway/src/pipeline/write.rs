@@ -158,6 +158,8 @@ async fn store_chunk(
     let mut remaining: Vec<NodeView> = ordered(&id, up);
     remaining.extend(ordered(&id, suspect));
     remaining.retain(|n| !holders.iter().any(|h| h.node_id == n.node_id));
+    // Nodes that just failed a write are tried last (stable: HRW order is kept otherwise).
+    remaining.sort_by_key(|n| inner.is_failing(&n.node_id));
 
     while holders.len() < need {
         let batch = pick(&mut remaining, &holders, need - holders.len());
@@ -178,8 +180,11 @@ async fn store_chunk(
         for (node, result) in batch.into_iter().zip(results) {
             match result {
                 Ok(_) => holders.push(node),
-                Err(e) => tracing::warn!(chunk = %hex, node_id = %node.node_id,
-                    address = %node.address, error = %e, "chunk write failed; trying the next node"),
+                Err(e) => {
+                    tracing::warn!(chunk = %hex, node_id = %node.node_id,
+                        address = %node.address, error = %e, "chunk write failed; trying the next node");
+                    inner.mark_failing(&node.node_id);
+                }
             }
         }
     }
@@ -306,7 +311,10 @@ mod tests {
         assert_eq!(chunks_of(vec![M]).await, vec![M]);
         assert_eq!(chunks_of(vec![M - 1, 2]).await, vec![M, 1]);
         assert_eq!(chunks_of(vec![3 * M + 5]).await, vec![M, M, M, 5]);
-        assert_eq!(chunks_of(vec![1000; 3000]).await, vec![M, M, 3_000_000 - 2 * M]);
+        assert_eq!(
+            chunks_of(vec![1000; 3000]).await,
+            vec![M, M, 3_000_000 - 2 * M]
+        );
     }
 
     #[tokio::test]
