@@ -33,6 +33,10 @@ struct TestCluster {
 
 impl TestCluster {
     async fn start(nodes: usize, replication: usize) -> TestCluster {
+        TestCluster::start_with(&vec![NodeSpec::default(); nodes], replication).await
+    }
+
+    async fn start_with(specs: &[NodeSpec], replication: usize) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let meta = server::open_metadata(&format!(
             "embedded:{}",
@@ -77,11 +81,9 @@ impl TestCluster {
             nodes: Vec::new(),
             bucket,
         };
-        for i in 0..nodes {
-            let node = cluster.start_node(i).await;
-            cluster.nodes.push(Some(node));
+        for spec in specs {
+            cluster.add_node(spec).await;
         }
-        cluster.wait_up(nodes).await;
         cluster
     }
 
@@ -97,13 +99,22 @@ impl TestCluster {
         self.dir.path().join(format!("node-{i}"))
     }
 
-    async fn start_node(&self, i: usize) -> chunkd::RunningNode {
+    /// Starts one more node and waits until the gateway sees it Up.
+    async fn add_node(&mut self, spec: &NodeSpec) -> String {
+        let i = self.nodes.len();
         let mut config =
             chunkd::NodeConfig::new(self.node_dir(i), "127.0.0.1:0".parse().unwrap(), SECRET);
         config.gateways = vec![self.admin_url()];
         config.heartbeat_interval = Duration::from_millis(200);
         config.scrub_rate = 0;
-        chunkd::start(config).await.expect("start chunkd")
+        config.zone = spec.zone.to_string();
+        config.capacity = spec.capacity;
+        let node = chunkd::start(config).await.expect("start chunkd");
+        let id = node.node_id().to_string();
+        self.nodes.push(Some(node));
+        let running = self.nodes.iter().flatten().count();
+        self.wait_up(running).await;
+        id
     }
 
     /// Polls the gateway's view until `n` nodes are Up.
@@ -197,6 +208,21 @@ impl TestCluster {
         }
         for node in self.nodes.drain(..).flatten() {
             node.shutdown().await.expect("node shutdown");
+        }
+    }
+}
+
+#[derive(Clone)]
+struct NodeSpec {
+    zone: &'static str,
+    capacity: Option<u64>,
+}
+
+impl Default for NodeSpec {
+    fn default() -> Self {
+        NodeSpec {
+            zone: "default",
+            capacity: None,
         }
     }
 }
@@ -304,10 +330,30 @@ async fn ranges_return_exactly_the_requested_bytes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn identical_chunks_are_not_sent_again() {
-    let cluster = TestCluster::start(3, 2).await;
-    let bytes = data(3 * MIB, 9);
+async fn identical_chunks_stay_where_they_are() {
+    let gib = 1u64 << 30;
+    let small = NodeSpec {
+        zone: "default",
+        capacity: Some(gib),
+    };
+    let mut cluster = TestCluster::start_with(&[small.clone(), small.clone(), small], 2).await;
+    let bytes = data(4 * MIB, 9);
     let first = cluster.put("a", &bytes).await;
+
+    // A node with a million times the capacity now wins nearly every HRW draw...
+    let big = cluster
+        .add_node(&NodeSpec {
+            zone: "default",
+            capacity: Some(gib << 20),
+        })
+        .await;
+    let fresh = cluster.put("fresh", &data(4 * MIB, 10)).await;
+    assert!(
+        fresh.placements.iter().all(|p| p.nodes.contains(&big)),
+        "new chunks go to the heavy node: {:?}",
+        fresh.placements
+    );
+    // ...but chunks the cluster already holds are touched where they are, not sent again.
     let second = cluster.put("b", &bytes).await;
     for (a, b) in first.placements.iter().zip(&second.placements) {
         let (mut x, mut y) = (a.nodes.clone(), b.nodes.clone());
@@ -320,6 +366,26 @@ async fn identical_chunks_are_not_sent_again() {
         .await
         .expect("read");
     assert!(back == bytes);
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_land_in_distinct_zones() {
+    let zone = |z| NodeSpec {
+        zone: z,
+        capacity: None,
+    };
+    let cluster = TestCluster::start_with(&[zone("a"), zone("a"), zone("a"), zone("b")], 2).await;
+    let zone_b = cluster.nodes[3]
+        .as_ref()
+        .expect("node")
+        .node_id()
+        .to_string();
+    let written = cluster.put("zoned", &data(8 * MIB, 11)).await;
+    assert_placements(&written, 2);
+    for p in &written.placements {
+        assert!(p.nodes.contains(&zone_b), "one replica in each zone: {p:?}");
+    }
     cluster.stop().await;
 }
 
