@@ -10,6 +10,16 @@ use std::time::{Duration, Instant};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// Ephemeral loopback ports and fast heartbeats, for every spawned server.
+const LOOPBACK_FAST: [&str; 6] = [
+    "--s3-listen",
+    "127.0.0.1:0",
+    "--admin-listen",
+    "127.0.0.1:0",
+    "--heartbeat-interval",
+    "200ms",
+];
+
 /// A spawned `sdfbs`, killed if a test fails half-way.
 struct Proc {
     child: Option<Child>,
@@ -164,18 +174,16 @@ fn gateway_process_announces_serves_health_and_stops_on_sigterm() {
     let token = "process-test-admin-token";
     let mut gw = Proc::spawn(
         &[
-            "gateway",
-            "--metadata",
-            &meta,
-            "--cluster-secret",
-            "proc-secret",
-            "--s3-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--heartbeat-interval",
-            "200ms",
-        ],
+            &[
+                "gateway",
+                "--metadata",
+                &meta,
+                "--cluster-secret",
+                "proc-secret",
+            ],
+            &LOOPBACK_FAST[..],
+        ]
+        .concat(),
         &[
             ("SDFBS_ROOT_ACCESS_KEY", "PROCESSTESTROOTKEY01"),
             ("SDFBS_ROOT_SECRET_KEY", "process-test-root-secret"),
@@ -256,13 +264,10 @@ fn dev_runs_a_cluster_and_keeps_its_credentials() {
         data_dir.to_str().expect("utf-8 path"),
         "--nodes",
         "3",
-        "--s3-listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--heartbeat-interval",
-        "200ms",
-    ];
+    ]
+    .into_iter()
+    .chain(LOOPBACK_FAST)
+    .collect::<Vec<_>>();
     let mut first_keys = None;
     for run in 0..2 {
         let mut dev = Proc::spawn(&args, &[]);
