@@ -293,7 +293,8 @@ cargo run --release -p sdfbs-compat-tests --example bench_gateway\n\
 - Date: {date}\n\
 - Commit: {commit}\n\
 - Machine: {cores} cores ({cpu}), {rustc}\n\
-- Setup: `sdfbs dev --nodes 3` (release build; gateway and three in-process chunkd nodes in one\n  \
+- Build: {build}\n\
+- Setup: `sdfbs dev --nodes 3` (gateway and three in-process chunkd nodes in one\n  \
 process, replication 2, embedded metadata, data in a temporary directory on the local disk),\n  \
 driven over loopback by aws-sdk-s3 with its default settings (CRC32 trailer checksums on\n  \
 uploads) running in the same machine. Client, gateway and nodes share the cores, so the\n  \
@@ -317,6 +318,11 @@ sampled every 10 ms from `/proc/PID/status`.\n",
         cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         cpu = cpu_model(),
         rustc = command_output("rustc", &["--version"]),
+        build = if cfg!(debug_assertions) {
+            "**debug: these figures are not representative, rerun with --release**"
+        } else {
+            "release (client and `sdfbs`)"
+        },
         put_pct = 100.0 * put_1g / md5_rate,
         put_target = 0.6 * md5_rate,
         put_ok = yes_no(put_1g >= 0.6 * md5_rate),

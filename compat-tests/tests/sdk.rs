@@ -23,3 +23,5 @@ mod listing;
 mod multipart;
 #[path = "sdk/objects.rs"]
 mod objects;
+#[path = "sdk/signed_bodies.rs"]
+mod signed_bodies;
