@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long a node that failed a write is tried last.
+/// How long a node that failed a request is tried last (by writes and reads).
 const FAILING_NODE_PENALTY: Duration = Duration::from_secs(5);
 
 /// Chunks are exactly this long (the last chunk of an object may be shorter).
@@ -82,7 +82,7 @@ struct Inner {
     cluster_secret: String,
     /// One client (connection pool) per node address.
     clients: Mutex<HashMap<String, ChunkClient>>,
-    /// Nodes that just failed a write, and until when they go to the back of the line. A node
+    /// Nodes that just failed a request, and until when they go to the back of the line. A node
     /// that died is only declared Down after `node_down_after`; meanwhile this keeps every
     /// chunk from trying it first (and waiting for a timeout if it hangs rather than refuses).
     failing: Mutex<HashMap<String, Instant>>,
@@ -159,13 +159,13 @@ impl Inner {
             .clone()
     }
 
-    /// Records that a write to `node_id` failed.
+    /// Records that a request to `node_id` failed (not merely "chunk not found").
     fn mark_failing(&self, node_id: &str) {
         let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
         failing.insert(node_id.to_string(), Instant::now() + FAILING_NODE_PENALTY);
     }
 
-    /// Whether `node_id` failed a write within the last `FAILING_NODE_PENALTY`.
+    /// Whether `node_id` failed a request within the last `FAILING_NODE_PENALTY`.
     fn is_failing(&self, node_id: &str) -> bool {
         let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();

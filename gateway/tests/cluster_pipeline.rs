@@ -635,3 +635,55 @@ fn chunk_file(dir: &std::path::Path, id: &ChunkId) -> PathBuf {
     }
     panic!("chunk {name} not found under {}", dir.display());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_gateway_on_the_same_metadata_sees_the_nodes() {
+    let cluster = TestCluster::start(2, 2).await;
+    // Gateway B shares the metadata store but receives no heartbeat itself.
+    let other = server::start(GatewayOptions {
+        meta: Arc::clone(&cluster.meta),
+        s3_listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        replication: 2,
+        region: "us-east-1".into(),
+        membership: MembershipConfig {
+            heartbeat_interval: Duration::from_millis(200),
+            node_down_after: Duration::from_secs(2),
+        },
+        credentials: Given {
+            cluster_secret: Some(SECRET.into()),
+            ..Given::default()
+        },
+    })
+    .await
+    .expect("start second gateway");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let up = other
+            .gateway
+            .chunks
+            .membership()
+            .nodes()
+            .iter()
+            .filter(|n| n.state == NodeState::Up)
+            .count();
+        if up == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "gateway B sees {up} nodes Up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // What A wrote, B reads.
+    let bytes = data(MIB + 10, 12);
+    let written = cluster.put("shared", &bytes).await;
+    let back: Vec<Bytes> = other
+        .gateway
+        .chunks
+        .read_range(written.manifest.clone(), 0, bytes.len() as u64)
+        .try_collect()
+        .await
+        .expect("read through gateway B");
+    assert!(back.concat() == bytes);
+    other.shutdown().await;
+    cluster.stop().await;
+}

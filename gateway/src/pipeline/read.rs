@@ -87,6 +87,7 @@ async fn fetch_chunk(inner: &Inner, entry: &ManifestEntry) -> Result<Bytes, Pipe
         PipelineError::ChunkUnavailable(format!("chunk {hex} has no record in metadata"))
     })?;
     let replicas = read_order(
+        inner,
         record
             .replicas
             .iter()
@@ -119,6 +120,9 @@ async fn fetch_chunk(inner: &Inner, entry: &ManifestEntry) -> Result<Bytes, Pipe
             Err(e) => {
                 tracing::warn!(chunk = %hex, node_id = %node.node_id, error = %e,
                     "cannot read replica; trying another one");
+                if !matches!(e, chunkd::ClientError::NotFound) {
+                    inner.mark_failing(&node.node_id);
+                }
                 last_error = format!("node {}: {e}", node.node_id);
             }
         }
@@ -131,16 +135,20 @@ async fn fetch_chunk(inner: &Inner, entry: &ManifestEntry) -> Result<Bytes, Pipe
 }
 
 /// Up nodes first (in random order, to spread reads), then Suspect, then Down ones (which may
-/// well answer: a node is Down only because its heartbeats stopped arriving).
-fn read_order(mut nodes: Vec<NodeView>) -> Vec<NodeView> {
+/// well answer: a node is Down only because its heartbeats stopped arriving); within each
+/// state, nodes that failed a request in the last few seconds go last.
+fn read_order(inner: &Inner, mut nodes: Vec<NodeView>) -> Vec<NodeView> {
     {
         use rand::seq::SliceRandom;
         nodes.shuffle(&mut rand::thread_rng());
     }
-    nodes.sort_by_key(|n| match n.state {
-        NodeState::Up => 0,
-        NodeState::Suspect => 1,
-        NodeState::Down => 2,
+    nodes.sort_by_key(|n| {
+        let state = match n.state {
+            NodeState::Up => 0,
+            NodeState::Suspect => 1,
+            NodeState::Down => 2,
+        };
+        (state, inner.is_failing(&n.node_id))
     });
     nodes
 }
