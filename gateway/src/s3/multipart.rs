@@ -102,7 +102,7 @@ pub async fn create(
         input.content_language,
         input.expires.as_ref(),
         input.metadata,
-    );
+    )?;
     let upload = UploadRecord {
         upload_id: new_id(),
         key: input.key.clone(),

@@ -28,6 +28,9 @@ const CONTENT_ENCODING: &str = "content-encoding";
 const CONTENT_LANGUAGE: &str = "content-language";
 const EXPIRES: &str = "expires";
 
+/// AWS limits the user metadata of an object (names and values of x-amz-meta-*) to 2 KiB.
+const MAX_USER_METADATA_BYTES: usize = 2048;
+
 /// What S3 answers as Content-Type for an object stored without one.
 const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
 
@@ -47,7 +50,21 @@ impl StoredHeaders {
         content_language: Option<String>,
         expires: Option<&Timestamp>,
         metadata: Option<Metadata>,
-    ) -> StoredHeaders {
+    ) -> S3Result<StoredHeaders> {
+        let user_metadata: BTreeMap<String, String> = metadata
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        let metadata_bytes: usize = user_metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if metadata_bytes > MAX_USER_METADATA_BYTES {
+            return Err(S3Error::with_message(
+                S3ErrorCode::MetadataTooLarge,
+                format!(
+                    "Your metadata headers exceed the maximum allowed metadata size: {metadata_bytes} bytes of x-amz-meta-* names and values, the limit is {MAX_USER_METADATA_BYTES}"
+                ),
+            ));
+        }
         let mut headers = BTreeMap::new();
         let mut put = |name: &str, v: Option<String>| {
             if let Some(v) = v {
@@ -59,15 +76,11 @@ impl StoredHeaders {
         put(CONTENT_ENCODING, content_encoding);
         put(CONTENT_LANGUAGE, content_language);
         put(EXPIRES, expires.and_then(http_date));
-        StoredHeaders {
+        Ok(StoredHeaders {
             content_type,
             headers,
-            user_metadata: metadata
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                .collect(),
-        }
+            user_metadata,
+        })
     }
 }
 
@@ -165,7 +178,7 @@ pub async fn put(gw: &Gateway, req: S3Request<PutObjectInput>) -> S3Result<S3Res
         input.content_language,
         input.expires.as_ref(),
         input.metadata,
-    );
+    )?;
 
     // 2. Write the chunks and 3. verify what was received.
     let slot = BodyErrorSlot::default();
@@ -554,7 +567,7 @@ pub async fn copy(gw: &Gateway, req: S3Request<CopyObjectInput>) -> S3Result<S3R
             input.content_language,
             input.expires.as_ref(),
             input.metadata,
-        )
+        )?
     } else {
         StoredHeaders {
             content_type: source.content_type.clone(),
