@@ -134,7 +134,7 @@ async fn kept(
 }
 
 /// Creates the root key record, or replaces it when its secret or root flag differ (the
-/// operator changed SDFBS_ROOT_SECRET_KEY).
+/// operator changed SDFBS_ROOT_SECRET_KEY), and removes any other root key.
 async fn ensure_root_key(
     meta: &dyn MetadataStore,
     access_key: &str,
@@ -150,14 +150,26 @@ async fn ensure_root_key(
         can_create_buckets: true,
     };
     match meta.get_access_key(access_key).await? {
-        Some(existing) if existing.is_root && existing.secret_key == secret_key => Ok(()),
+        Some(existing) if existing.is_root && existing.secret_key == secret_key => {}
         Some(_) => {
             tracing::info!(access_key_id = %access_key, "replacing the root key record");
             meta.delete_access_key(access_key).await?;
-            create_tolerating_race(meta, record).await
+            create_tolerating_race(meta, record).await?;
         }
-        None => create_tolerating_race(meta, record).await,
+        None => create_tolerating_race(meta, record).await?,
     }
+    // There is one root key: a previous one (the operator changed SDFBS_ROOT_ACCESS_KEY) must
+    // stop working, or a key believed retired would keep full access.
+    for key in meta.list_access_keys().await? {
+        if key.is_root && key.access_key_id != access_key {
+            tracing::warn!(access_key_id = %key.access_key_id, "removing the previous root key");
+            match meta.delete_access_key(&key.access_key_id).await {
+                Ok(()) | Err(MetaError::NoSuchAccessKey(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn create_tolerating_race(
