@@ -7,8 +7,10 @@
 //! * up to `MAX_CHUNKS_IN_FLIGHT` chunks are being hashed (SHA-256, their id) and sent to their
 //!   nodes at once (`store_chunk`), while the next chunk is read.
 //!
-//! So a request holds at most about four chunks in memory (one being filled, two in flight, one
-//! queued for the hasher), whatever the object size.
+//! So a request holds about four chunks in memory (one being filled, three in flight; the
+//! hasher works on chunks that are also in flight, and it can lag by at most two), whatever the
+//! object size. Three in flight rather than two because every chunk waits for two fsyncs on
+//! its nodes: more overlap hides that latency.
 //!
 //! Data safety: `write_body` returns only when every chunk has `replication` replicas that
 //! chunkd acknowledged, and chunkd acknowledges a PUT only after fsync. When anything fails
@@ -26,7 +28,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// Chunks being hashed and replicated at once, per request (besides the one being read).
-const MAX_CHUNKS_IN_FLIGHT: usize = 2;
+const MAX_CHUNKS_IN_FLIGHT: usize = 3;
 
 pub(super) async fn write_body<S, E, H>(
     inner: &Arc<Inner>,
