@@ -286,7 +286,8 @@ where
         let fut = self.inner.call(req);
         Box::pin(async move {
             let result = fut.await;
-            let ms = started.elapsed().as_secs_f64() * 1000.0;
+            // Milliseconds to the response head, to 0.01 ms.
+            let ms = (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
             match &result {
                 Ok(resp) if quiet => tracing::debug!(listener = label, %peer, %method, %path,
                     status = resp.status().as_u16(), ms, "request"),
