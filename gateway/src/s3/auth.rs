@@ -25,7 +25,12 @@ pub struct KeyStore {
 #[async_trait::async_trait]
 impl S3Auth for KeyStore {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        match self.meta.get_access_key(access_key).await.map_err(error::meta)? {
+        match self
+            .meta
+            .get_access_key(access_key)
+            .await
+            .map_err(error::meta)?
+        {
             Some(key) => Ok(SecretKey::from(key.secret_key)),
             None => Err(unknown_key()),
         }
@@ -83,10 +88,22 @@ pub fn needed_permission(operation: &str) -> Option<Permission> {
         // Checked separately: every key may list (and sees only its buckets); creating needs
         // `can_create_buckets`.
         "ListBuckets" | "CreateBucket" => return None,
-        "GetObject" | "HeadObject" | "HeadBucket" | "GetBucketLocation" | "ListObjects"
-        | "ListObjectsV2" | "ListParts" | "ListMultipartUploads" => Permission::Read,
-        "PutObject" | "DeleteObject" | "DeleteObjects" | "CopyObject" | "CreateMultipartUpload"
-        | "UploadPart" | "UploadPartCopy" | "CompleteMultipartUpload"
+        "GetObject"
+        | "HeadObject"
+        | "HeadBucket"
+        | "GetBucketLocation"
+        | "ListObjects"
+        | "ListObjectsV2"
+        | "ListParts"
+        | "ListMultipartUploads" => Permission::Read,
+        "PutObject"
+        | "DeleteObject"
+        | "DeleteObjects"
+        | "CopyObject"
+        | "CreateMultipartUpload"
+        | "UploadPart"
+        | "UploadPartCopy"
+        | "CompleteMultipartUpload"
         | "AbortMultipartUpload" => Permission::Write,
         _ => Permission::Owner,
     })
@@ -101,7 +118,10 @@ pub struct Permissions {
 impl S3Access for Permissions {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         let Some(credentials) = cx.credentials() else {
-            return Err(s3s::s3_error!(AccessDenied, "Anonymous access is not allowed; sign the request"));
+            return Err(s3s::s3_error!(
+                AccessDenied,
+                "Anonymous access is not allowed; sign the request"
+            ));
         };
         let access_key = credentials.access_key.clone();
         let record = self
@@ -113,18 +133,22 @@ impl S3Access for Permissions {
         let caller = Caller(Arc::new(record));
         let operation = cx.s3_op().name().to_string();
         match needed_permission(&operation) {
-            None if operation == "CreateBucket" => {
-                if !(caller.0.is_root || caller.0.can_create_buckets) {
-                    return Err(s3s::s3_error!(
-                        AccessDenied,
-                        "Access Denied: this access key may not create buckets"
-                    ));
-                }
+            None if operation == "CreateBucket"
+                && !(caller.0.is_root || caller.0.can_create_buckets) =>
+            {
+                return Err(s3s::s3_error!(
+                    AccessDenied,
+                    "Access Denied: this access key may not create buckets"
+                ));
             }
             None => {}
             Some(needed) => {
                 // Operations on the root path other than ListBuckets are unknown to us.
-                let bucket = cx.s3_path().get_bucket_name().unwrap_or_default().to_string();
+                let bucket = cx
+                    .s3_path()
+                    .get_bucket_name()
+                    .unwrap_or_default()
+                    .to_string();
                 caller.require(&bucket, needed)?;
             }
         }
@@ -171,7 +195,10 @@ mod tests {
         assert_eq!(needed_permission("GetObject"), Some(Permission::Read));
         assert_eq!(needed_permission("UploadPartCopy"), Some(Permission::Write));
         assert_eq!(needed_permission("DeleteBucket"), Some(Permission::Owner));
-        assert_eq!(needed_permission("PutBucketPolicy"), Some(Permission::Owner));
+        assert_eq!(
+            needed_permission("PutBucketPolicy"),
+            Some(Permission::Owner)
+        );
         assert_eq!(needed_permission("ListBuckets"), None);
     }
 }

@@ -20,7 +20,10 @@ use std::task::{Context, Poll};
 type StdError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Passes `body` through, recording the S3 meaning of its first error in `slot`.
-pub fn watch<S>(body: S, slot: BodyErrorSlot) -> impl Stream<Item = Result<Bytes, StdError>> + Send + Unpin + 'static
+pub fn watch<S>(
+    body: S,
+    slot: BodyErrorSlot,
+) -> impl Stream<Item = Result<Bytes, StdError>> + Send + Unpin + 'static
 where
     S: Stream<Item = Result<Bytes, StdError>> + Send + Unpin + 'static,
 {
@@ -85,7 +88,10 @@ mod tests {
             Err("AwsChunkedStreamError: SignatureMismatch".into()),
         ];
         let mut s = watch(futures::stream::iter(items), slot.clone());
-        assert_eq!(s.next().await.and_then(|r| r.ok()), Some(Bytes::from_static(b"abc")));
+        assert_eq!(
+            s.next().await.and_then(|r| r.ok()),
+            Some(Bytes::from_static(b"abc"))
+        );
         assert!(s.next().await.is_some_and(|r| r.is_err()));
         assert_eq!(
             slot.take().map(|e| e.code().clone()),

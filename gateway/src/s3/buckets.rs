@@ -15,7 +15,10 @@ use sdfbs_metadata::{now_millis, BucketRecord, MetaError, Permission, Versioning
 /// Shards of the objects table per bucket (Scylla partitions by bucket id and shard).
 const SHARD_COUNT: u32 = 16;
 
-pub async fn create(gw: &Gateway, req: S3Request<CreateBucketInput>) -> S3Result<S3Response<CreateBucketOutput>> {
+pub async fn create(
+    gw: &Gateway,
+    req: S3Request<CreateBucketInput>,
+) -> S3Result<S3Response<CreateBucketOutput>> {
     let caller = auth::caller(&req)?;
     let input = req.input;
     if let Some(location) = input
@@ -44,12 +47,18 @@ pub async fn create(gw: &Gateway, req: S3Request<CreateBucketInput>) -> S3Result
     };
     match gw.meta.create_bucket(record).await {
         Ok(()) => {}
-        Err(MetaError::BucketAlreadyExists(_)) => return Err(already_exists(gw, &caller, &input.bucket).await),
+        Err(MetaError::BucketAlreadyExists(_)) => {
+            return Err(already_exists(gw, &caller, &input.bucket).await)
+        }
         Err(e) => return Err(error::meta(e)),
     }
     if !caller.0.is_root {
         gw.meta
-            .set_permission(caller.access_key_id(), &input.bucket, Some(Permission::Owner))
+            .set_permission(
+                caller.access_key_id(),
+                &input.bucket,
+                Some(Permission::Owner),
+            )
             .await
             .map_err(error::meta)?;
     }
@@ -59,7 +68,13 @@ pub async fn create(gw: &Gateway, req: S3Request<CreateBucketInput>) -> S3Result
 }
 
 async fn already_exists(gw: &Gateway, caller: &Caller, name: &str) -> S3Error {
-    let owner = gw.meta.get_bucket(name).await.ok().flatten().map(|b| b.owner);
+    let owner = gw
+        .meta
+        .get_bucket(name)
+        .await
+        .ok()
+        .flatten()
+        .map(|b| b.owner);
     if owner.as_deref() == Some(caller.access_key_id()) {
         S3Error::with_message(
             S3ErrorCode::BucketAlreadyOwnedByYou,
@@ -73,7 +88,10 @@ async fn already_exists(gw: &Gateway, caller: &Caller, name: &str) -> S3Error {
     }
 }
 
-pub async fn head(gw: &Gateway, req: S3Request<HeadBucketInput>) -> S3Result<S3Response<HeadBucketOutput>> {
+pub async fn head(
+    gw: &Gateway,
+    req: S3Request<HeadBucketInput>,
+) -> S3Result<S3Response<HeadBucketOutput>> {
     load_bucket(gw, &req.input.bucket).await?;
     Ok(S3Response::new(HeadBucketOutput {
         bucket_region: Some(gw.region.clone()),
@@ -81,7 +99,10 @@ pub async fn head(gw: &Gateway, req: S3Request<HeadBucketInput>) -> S3Result<S3R
     }))
 }
 
-pub async fn delete(gw: &Gateway, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+pub async fn delete(
+    gw: &Gateway,
+    req: S3Request<DeleteBucketInput>,
+) -> S3Result<S3Response<DeleteBucketOutput>> {
     let name = req.input.bucket;
     gw.meta.delete_bucket(&name).await.map_err(error::meta)?;
     // Forget every key's permission on the old bucket: a new bucket of the same name must
@@ -89,17 +110,26 @@ pub async fn delete(gw: &Gateway, req: S3Request<DeleteBucketInput>) -> S3Result
     match gw.meta.list_access_keys().await {
         Ok(keys) => {
             for key in keys.iter().filter(|k| k.permissions.contains_key(&name)) {
-                if let Err(e) = gw.meta.set_permission(&key.access_key_id, &name, None).await {
+                if let Err(e) = gw
+                    .meta
+                    .set_permission(&key.access_key_id, &name, None)
+                    .await
+                {
                     tracing::warn!(bucket = %name, key = %key.access_key_id, error = %e, "could not drop a permission of a deleted bucket");
                 }
             }
         }
-        Err(e) => tracing::warn!(bucket = %name, error = %e, "could not list keys to drop permissions of a deleted bucket"),
+        Err(e) => {
+            tracing::warn!(bucket = %name, error = %e, "could not list keys to drop permissions of a deleted bucket")
+        }
     }
     Ok(S3Response::new(DeleteBucketOutput {}))
 }
 
-pub async fn list(gw: &Gateway, req: S3Request<ListBucketsInput>) -> S3Result<S3Response<ListBucketsOutput>> {
+pub async fn list(
+    gw: &Gateway,
+    req: S3Request<ListBucketsInput>,
+) -> S3Result<S3Response<ListBucketsOutput>> {
     let caller = auth::caller(&req)?;
     let prefix = req.input.prefix.unwrap_or_default();
     let buckets = gw.meta.list_buckets().await.map_err(error::meta)?;
@@ -129,7 +159,8 @@ pub async fn location(
 ) -> S3Result<S3Response<GetBucketLocationOutput>> {
     load_bucket(gw, &req.input.bucket).await?;
     // AWS answers an empty constraint for us-east-1.
-    let constraint = (gw.region != "us-east-1").then(|| BucketLocationConstraint::from(gw.region.clone()));
+    let constraint =
+        (gw.region != "us-east-1").then(|| BucketLocationConstraint::from(gw.region.clone()));
     Ok(S3Response::new(GetBucketLocationOutput {
         location_constraint: constraint,
     }))

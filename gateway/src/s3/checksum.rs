@@ -63,11 +63,13 @@ impl Algorithm {
     }
 
     pub fn from_name(name: &str) -> Option<Algorithm> {
-        ALL.into_iter().find(|a| a.name().eq_ignore_ascii_case(name.trim()))
+        ALL.into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(name.trim()))
     }
 
     pub fn from_header(name: &str) -> Option<Algorithm> {
-        ALL.into_iter().find(|a| a.header().eq_ignore_ascii_case(name.trim()))
+        ALL.into_iter()
+            .find(|a| a.header().eq_ignore_ascii_case(name.trim()))
     }
 
     /// Parses an algorithm named by a client, or fails with `InvalidRequest`.
@@ -81,7 +83,10 @@ impl Algorithm {
     }
 
     fn is_crc(self) -> bool {
-        matches!(self, Algorithm::Crc32 | Algorithm::Crc32c | Algorithm::Crc64Nvme)
+        matches!(
+            self,
+            Algorithm::Crc32 | Algorithm::Crc32c | Algorithm::Crc64Nvme
+        )
     }
 
     /// Whether a multipart upload may use this algorithm with this checksum type.
@@ -186,7 +191,7 @@ impl BodyDigests {
             .map(|(a, s)| (a, b64(&s.finalize())))
             .collect();
         Finished {
-            md5: self.md5.finalize().into(),
+            md5: self.md5.finalize(),
             checksums,
         }
     }
@@ -292,7 +297,11 @@ pub fn composite(algorithm: Algorithm, part_values: &[&str]) -> Option<String> {
 /// the part CRCs (base64) and the part lengths. `None` for a non-CRC algorithm or a bad value.
 pub fn full_object(algorithm: Algorithm, parts: &[(&str, u64)]) -> Option<String> {
     let crc = algorithm.crc_algorithm()?;
-    let width = if algorithm == Algorithm::Crc64Nvme { 8 } else { 4 };
+    let width = if algorithm == Algorithm::Crc64Nvme {
+        8
+    } else {
+        4
+    };
     let mut acc: Option<u64> = None;
     for (value, len) in parts {
         let bytes = b64_decode(value)?;
@@ -385,7 +394,10 @@ impl Requested {
 
     /// Every value to verify: the header values plus those read from the trailer (which is
     /// only complete once the body has been read to its end).
-    pub fn expected(&self, trailers: Option<&s3s::TrailingHeaders>) -> Result<BTreeMap<Algorithm, String>, S3Error> {
+    pub fn expected(
+        &self,
+        trailers: Option<&s3s::TrailingHeaders>,
+    ) -> Result<BTreeMap<Algorithm, String>, S3Error> {
         let mut expected = self.in_headers.clone();
         for a in &self.in_trailer {
             let value = trailers.and_then(|t| {
@@ -403,7 +415,10 @@ impl Requested {
                 None => {
                     return Err(S3Error::with_message(
                         S3ErrorCode::InvalidRequest,
-                        format!("the trailer {} was announced in x-amz-trailer but not sent", a.header()),
+                        format!(
+                            "the trailer {} was announced in x-amz-trailer but not sent",
+                            a.header()
+                        ),
                     ))
                 }
             }
@@ -429,8 +444,14 @@ mod tests {
         let f = digest_of(&ALL, &[b"1234", b"56789"]);
         assert_eq!(f.etag(), "25f9e794323b453885f5181f1b624d0b");
         // CRC-32 of "123456789" is 0xcbf43926, CRC-32C 0xe3069283.
-        assert_eq!(f.checksums[&Algorithm::Crc32], b64(&0xcbf4_3926u32.to_be_bytes()));
-        assert_eq!(f.checksums[&Algorithm::Crc32c], b64(&0xe306_9283u32.to_be_bytes()));
+        assert_eq!(
+            f.checksums[&Algorithm::Crc32],
+            b64(&0xcbf4_3926u32.to_be_bytes())
+        );
+        assert_eq!(
+            f.checksums[&Algorithm::Crc32c],
+            b64(&0xe306_9283u32.to_be_bytes())
+        );
         assert_eq!(
             f.checksums[&Algorithm::Sha256],
             "FeKw08M4keuw8e9gnsQZQgwg4yDOlMZfvIwzEkSOsiU="
@@ -480,8 +501,10 @@ mod tests {
 
     #[test]
     fn composite_is_checksum_of_checksums() {
-        let p1 = digest_of(&[Algorithm::Sha256], &[b"part one"]).checksums[&Algorithm::Sha256].clone();
-        let p2 = digest_of(&[Algorithm::Sha256], &[b"part two"]).checksums[&Algorithm::Sha256].clone();
+        let p1 =
+            digest_of(&[Algorithm::Sha256], &[b"part one"]).checksums[&Algorithm::Sha256].clone();
+        let p2 =
+            digest_of(&[Algorithm::Sha256], &[b"part two"]).checksums[&Algorithm::Sha256].clone();
         let mut raw = b64_decode(&p1).unwrap();
         raw.extend(b64_decode(&p2).unwrap());
         let expected = format!("{}-2", b64(&Sha256::checksum(&raw)));
@@ -519,7 +542,12 @@ mod tests {
         .unwrap();
         assert_eq!(
             r.compute,
-            vec![Algorithm::Crc32, Algorithm::Crc32c, Algorithm::Crc64Nvme, Algorithm::Sha256]
+            vec![
+                Algorithm::Crc32,
+                Algorithm::Crc32c,
+                Algorithm::Crc64Nvme,
+                Algorithm::Sha256
+            ]
         );
         assert_eq!(r.in_trailer, vec![Algorithm::Crc64Nvme]);
         // The announced trailer never came.

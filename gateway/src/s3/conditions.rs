@@ -103,9 +103,9 @@ pub fn put_condition(
             S3ErrorCode::NotImplemented,
             "If-None-Match on a write only supports `*`",
         )),
-        (Some(ETagCondition::ETag(e)), None) => {
-            Ok(PutCondition::IfMatch(e.value().trim_matches('"').to_string()))
-        }
+        (Some(ETagCondition::ETag(e)), None) => Ok(PutCondition::IfMatch(
+            e.value().trim_matches('"').to_string(),
+        )),
         (Some(ETagCondition::Any), None) => Err(S3Error::with_message(
             S3ErrorCode::NotImplemented,
             "If-Match on a write needs an ETag, not `*`",
@@ -176,33 +176,62 @@ mod tests {
             if_unmodified_since: us,
         };
         assert_eq!(c(Some(&yes), None, None, None).evaluate(&o), Ok(()));
-        assert_eq!(c(Some(&no), None, None, None).evaluate(&o), Err(Failed::Precondition));
-        assert_eq!(c(None, Some(&yes), None, None).evaluate(&o), Err(Failed::NotModified));
-        assert_eq!(c(None, Some(&ETagCondition::Any), None, None).evaluate(&o), Err(Failed::NotModified));
+        assert_eq!(
+            c(Some(&no), None, None, None).evaluate(&o),
+            Err(Failed::Precondition)
+        );
+        assert_eq!(
+            c(None, Some(&yes), None, None).evaluate(&o),
+            Err(Failed::NotModified)
+        );
+        assert_eq!(
+            c(None, Some(&ETagCondition::Any), None, None).evaluate(&o),
+            Err(Failed::NotModified)
+        );
         let before = ts(5_000);
         let after = ts(20_000);
         let same_second = ts(10_999);
         assert_eq!(c(None, None, Some(&before), None).evaluate(&o), Ok(()));
-        assert_eq!(c(None, None, Some(&after), None).evaluate(&o), Err(Failed::NotModified));
-        assert_eq!(c(None, None, Some(&same_second), None).evaluate(&o), Err(Failed::NotModified));
-        assert_eq!(c(None, None, None, Some(&before)).evaluate(&o), Err(Failed::Precondition));
+        assert_eq!(
+            c(None, None, Some(&after), None).evaluate(&o),
+            Err(Failed::NotModified)
+        );
+        assert_eq!(
+            c(None, None, Some(&same_second), None).evaluate(&o),
+            Err(Failed::NotModified)
+        );
+        assert_eq!(
+            c(None, None, None, Some(&before)).evaluate(&o),
+            Err(Failed::Precondition)
+        );
         // If-Match true wins over a failing If-Unmodified-Since (S3 documents this case).
-        assert_eq!(c(Some(&yes), None, None, Some(&before)).evaluate(&o), Ok(()));
+        assert_eq!(
+            c(Some(&yes), None, None, Some(&before)).evaluate(&o),
+            Ok(())
+        );
         // If-None-Match false and If-Modified-Since false: If-None-Match decides (200).
         assert_eq!(c(None, Some(&no), Some(&after), None).evaluate(&o), Ok(()));
         let e = c(Some(&no), None, None, None).check_read(&o).unwrap_err();
         assert_eq!(e.status_code(), Some(http::StatusCode::PRECONDITION_FAILED));
         let e = c(None, Some(&yes), None, None).check_read(&o).unwrap_err();
         assert_eq!(e.status_code(), Some(http::StatusCode::NOT_MODIFIED));
-        let e = c(None, Some(&yes), None, None).check_copy_source(&o).unwrap_err();
+        let e = c(None, Some(&yes), None, None)
+            .check_copy_source(&o)
+            .unwrap_err();
         assert_eq!(e.status_code(), Some(http::StatusCode::PRECONDITION_FAILED));
     }
 
     #[test]
     fn write_conditions() {
         let etag = ETagCondition::ETag(ETag::Strong("abc".into()));
-        assert_eq!(put_condition(None, Some(&ETagCondition::Any)).unwrap(), PutCondition::IfNoneMatchStar);
-        assert_eq!(put_condition(Some(&etag), None).unwrap(), PutCondition::IfMatch("abc".into()));
+        assert_eq!(
+            put_condition(None, Some(&ETagCondition::Any)).unwrap(),
+            PutCondition::IfNoneMatchStar
+        );
+        assert_eq!(
+            put_condition(Some(&etag), None).unwrap(),
+            PutCondition::IfMatch("abc".into())
+        );
         assert!(put_condition(None, Some(&etag)).is_err());
         let o = object("abc", 0);
         assert!(precheck_put(&PutCondition::IfNoneMatchStar, Some(&o)).is_err());

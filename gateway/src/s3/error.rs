@@ -111,7 +111,10 @@ pub fn classify_body_error(err: &(dyn std::error::Error + 'static)) -> S3Error {
         || text.contains("TooLarge")
         || text.contains("TooManyTrailerHeaders")
     {
-        S3Error::with_message(S3ErrorCode::InvalidRequest, format!("malformed aws-chunked body: {text}"))
+        S3Error::with_message(
+            S3ErrorCode::InvalidRequest,
+            format!("malformed aws-chunked body: {text}"),
+        )
     } else {
         S3Error::with_message(
             S3ErrorCode::IncompleteBody,
@@ -143,7 +146,10 @@ mod tests {
         );
         assert_eq!(*e.code(), S3ErrorCode::ServiceUnavailable);
         assert_eq!(e.status_code(), Some(http::StatusCode::SERVICE_UNAVAILABLE));
-        assert!(e.message().unwrap_or_default().contains("2 replicas needed"));
+        assert!(e
+            .message()
+            .unwrap_or_default()
+            .contains("2 replicas needed"));
     }
 
     #[test]
@@ -157,7 +163,10 @@ mod tests {
             meta(MetaError::PreconditionFailed).status_code(),
             Some(http::StatusCode::PRECONDITION_FAILED)
         );
-        assert_eq!(*meta(MetaError::InvalidPart(3)).code(), S3ErrorCode::InvalidPart);
+        assert_eq!(
+            *meta(MetaError::InvalidPart(3)).code(),
+            S3ErrorCode::InvalidPart
+        );
         assert_eq!(
             *meta(MetaError::Backend("down".into())).code(),
             S3ErrorCode::ServiceUnavailable
@@ -177,7 +186,10 @@ mod tests {
     #[test]
     fn body_errors_are_classified() {
         let e = std::io::Error::other("AwsChunkedStreamError: SignatureMismatch");
-        assert_eq!(*classify_body_error(&e).code(), S3ErrorCode::SignatureDoesNotMatch);
+        assert_eq!(
+            *classify_body_error(&e).code(),
+            S3ErrorCode::SignatureDoesNotMatch
+        );
         let e = std::io::Error::other("UploadStreamError: Sha256Mismatch");
         let e = classify_body_error(&e);
         assert_eq!(e.code().as_str(), "XAmzContentSHA256Mismatch");

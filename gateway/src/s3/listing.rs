@@ -65,7 +65,8 @@ impl Encoding {
     }
 
     pub fn echo(self) -> Option<EncodingType> {
-        self.url.then(|| EncodingType::from_static(EncodingType::URL))
+        self.url
+            .then(|| EncodingType::from_static(EncodingType::URL))
     }
 }
 
@@ -83,7 +84,12 @@ fn max_keys(requested: Option<i32>) -> S3Result<usize> {
     }
 }
 
-fn query(prefix: &Option<String>, delimiter: &Option<String>, start_after: Option<String>, max: usize) -> ListQuery {
+fn query(
+    prefix: &Option<String>,
+    delimiter: &Option<String>,
+    start_after: Option<String>,
+    max: usize,
+) -> ListQuery {
     ListQuery {
         prefix: prefix.clone().unwrap_or_default(),
         delimiter: delimiter.clone().filter(|d| !d.is_empty()),
@@ -98,7 +104,9 @@ fn entry(o: ObjectRecord, enc: Encoding, owner: bool) -> Object {
         size: i64::try_from(o.size).ok(),
         e_tag: Some(ETag::Strong(o.etag)),
         last_modified: Some(timestamp(o.last_modified)),
-        storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+        storage_class: Some(ObjectStorageClass::from_static(
+            ObjectStorageClass::STANDARD,
+        )),
         checksum_algorithm: (!o.checksums.is_empty()).then(|| {
             o.checksums
                 .keys()
@@ -141,7 +149,10 @@ fn decode_token(token: &str) -> S3Result<String> {
         })
 }
 
-pub async fn list_v2(gw: &Gateway, req: S3Request<ListObjectsV2Input>) -> S3Result<S3Response<ListObjectsV2Output>> {
+pub async fn list_v2(
+    gw: &Gateway,
+    req: S3Request<ListObjectsV2Input>,
+) -> S3Result<S3Response<ListObjectsV2Output>> {
     let input = req.input;
     let enc = Encoding::parse(input.encoding_type.as_ref())?;
     let max = max_keys(input.max_keys)?;
@@ -152,11 +163,19 @@ pub async fn list_v2(gw: &Gateway, req: S3Request<ListObjectsV2Input>) -> S3Resu
         None => input.start_after.clone(),
     };
     let q = query(&input.prefix, &input.delimiter, start, max);
-    let mut page = gw.meta.list_objects(&bucket, &q).await.map_err(error::meta)?;
+    let mut page = gw
+        .meta
+        .list_objects(&bucket, &q)
+        .await
+        .map_err(error::meta)?;
     let owner = input.fetch_owner.unwrap_or(false);
     let common_prefixes = prefixes(&mut page, enc);
     let key_count = page.objects.len() + common_prefixes.as_ref().map_or(0, Vec::len);
-    let contents: Vec<Object> = page.objects.into_iter().map(|o| entry(o, enc, owner)).collect();
+    let contents: Vec<Object> = page
+        .objects
+        .into_iter()
+        .map(|o| entry(o, enc, owner))
+        .collect();
     Ok(S3Response::new(ListObjectsV2Output {
         name: Some(input.bucket),
         prefix: Some(enc.apply(input.prefix.unwrap_or_default())),
@@ -178,15 +197,26 @@ pub async fn list_v2(gw: &Gateway, req: S3Request<ListObjectsV2Input>) -> S3Resu
     }))
 }
 
-pub async fn list_v1(gw: &Gateway, req: S3Request<ListObjectsInput>) -> S3Result<S3Response<ListObjectsOutput>> {
+pub async fn list_v1(
+    gw: &Gateway,
+    req: S3Request<ListObjectsInput>,
+) -> S3Result<S3Response<ListObjectsOutput>> {
     let input = req.input;
     let enc = Encoding::parse(input.encoding_type.as_ref())?;
     let max = max_keys(input.max_keys)?;
     let bucket = load_bucket(gw, &input.bucket).await?;
     let q = query(&input.prefix, &input.delimiter, input.marker.clone(), max);
-    let mut page = gw.meta.list_objects(&bucket, &q).await.map_err(error::meta)?;
+    let mut page = gw
+        .meta
+        .list_objects(&bucket, &q)
+        .await
+        .map_err(error::meta)?;
     let common_prefixes = prefixes(&mut page, enc);
-    let contents: Vec<Object> = page.objects.into_iter().map(|o| entry(o, enc, true)).collect();
+    let contents: Vec<Object> = page
+        .objects
+        .into_iter()
+        .map(|o| entry(o, enc, true))
+        .collect();
     Ok(S3Response::new(ListObjectsOutput {
         name: Some(input.bucket),
         prefix: Some(enc.apply(input.prefix.unwrap_or_default())),

@@ -50,7 +50,9 @@ fn upload_checksum(
     algorithm: Option<&ChecksumAlgorithm>,
     checksum_type: Option<&ChecksumType>,
 ) -> S3Result<(Option<Algorithm>, Option<&'static str>)> {
-    let algorithm = algorithm.map(|a| Algorithm::parse(a.as_str())).transpose()?;
+    let algorithm = algorithm
+        .map(|a| Algorithm::parse(a.as_str()))
+        .transpose()?;
     let requested_type = match checksum_type.map(|t| t.as_str().to_ascii_uppercase()) {
         None => None,
         Some(t) if t == checksum::COMPOSITE => Some(checksum::COMPOSITE),
@@ -82,7 +84,10 @@ fn upload_checksum(
 }
 
 fn upload_algorithm(upload: &UploadRecord) -> Option<Algorithm> {
-    upload.checksum_algorithm.as_deref().and_then(Algorithm::from_name)
+    upload
+        .checksum_algorithm
+        .as_deref()
+        .and_then(Algorithm::from_name)
 }
 
 pub async fn create(
@@ -93,7 +98,10 @@ pub async fn create(
     let input = req.input;
     let bucket = load_bucket(gw, &input.bucket).await?;
     names::check_key(&input.key)?;
-    let (algorithm, checksum_type) = upload_checksum(input.checksum_algorithm.as_ref(), input.checksum_type.as_ref())?;
+    let (algorithm, checksum_type) = upload_checksum(
+        input.checksum_algorithm.as_ref(),
+        input.checksum_type.as_ref(),
+    )?;
     let stored = StoredHeaders::new(
         input.content_type,
         input.cache_control,
@@ -115,7 +123,10 @@ pub async fn create(
         checksum_type: checksum_type.map(str::to_string),
     };
     let upload_id = upload.upload_id.clone();
-    gw.meta.create_upload(&bucket, upload).await.map_err(error::meta)?;
+    gw.meta
+        .create_upload(&bucket, upload)
+        .await
+        .map_err(error::meta)?;
     Ok(S3Response::new(CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
@@ -126,7 +137,10 @@ pub async fn create(
     }))
 }
 
-pub async fn upload_part(gw: &Gateway, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+pub async fn upload_part(
+    gw: &Gateway,
+    req: S3Request<UploadPartInput>,
+) -> S3Result<S3Response<UploadPartOutput>> {
     let trailer_header = req
         .headers
         .get("x-amz-trailer")
@@ -154,9 +168,9 @@ pub async fn upload_part(gw: &Gateway, req: S3Request<UploadPartInput>) -> S3Res
         upload_algorithm(&upload),
     )?;
     let slot = BodyErrorSlot::default();
-    let body_stream = input
-        .body
-        .unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>()));
+    let body_stream = input.body.unwrap_or_else(|| {
+        StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
+    });
     let (written, finished) = objects::store_body(
         gw,
         body::watch(body_stream, slot.clone()),
@@ -178,7 +192,13 @@ pub async fn upload_part(gw: &Gateway, req: S3Request<UploadPartInput>) -> S3Res
     let etag = part.etag.clone();
     let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum_fields(&part.checksums);
     gw.meta
-        .put_part(&bucket, &input.key, &input.upload_id, part, written.placements)
+        .put_part(
+            &bucket,
+            &input.key,
+            &input.upload_id,
+            part,
+            written.placements,
+        )
         .await
         .map_err(error::meta)?;
     Ok(S3Response::new(UploadPartOutput {
@@ -250,7 +270,13 @@ pub async fn upload_part_copy(
     let last_modified = part.last_modified;
     let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum_fields(&part.checksums);
     gw.meta
-        .put_part(&bucket, &input.key, &input.upload_id, part, written.placements)
+        .put_part(
+            &bucket,
+            &input.key,
+            &input.upload_id,
+            part,
+            written.placements,
+        )
         .await
         .map_err(error::meta)?;
     Ok(S3Response::new(UploadPartCopyOutput {
@@ -315,7 +341,9 @@ pub fn assemble(
     };
     let mut chosen = Vec::with_capacity(listed.len());
     for (i, l) in listed.iter().enumerate() {
-        let part = stored.get(&l.number).ok_or_else(|| invalid_part(l.number, "was not uploaded"))?;
+        let part = stored
+            .get(&l.number)
+            .ok_or_else(|| invalid_part(l.number, "was not uploaded"))?;
         if let Some(etag) = &l.etag {
             let etag = etag.trim().trim_start_matches("W/").trim_matches('"');
             if etag != part.etag {
@@ -340,7 +368,10 @@ pub fn assemble(
     }
     let etags: Vec<&str> = chosen.iter().map(|p| p.etag.as_str()).collect();
     let etag = checksum::multipart_etag(&etags).ok_or_else(|| {
-        S3Error::with_message(S3ErrorCode::InternalError, "a stored part ETag is not an MD5")
+        S3Error::with_message(
+            S3ErrorCode::InternalError,
+            "a stored part ETag is not an MD5",
+        )
     })?;
     let checksum = match (algorithm, checksum_type) {
         (Some(a), Some(t)) => {
@@ -354,8 +385,11 @@ pub fn assemble(
                 None => None,
                 Some(values) => {
                     let value = if t == checksum::FULL_OBJECT {
-                        let with_len: Vec<(&str, u64)> =
-                            values.iter().zip(&chosen).map(|(v, p)| (*v, p.size)).collect();
+                        let with_len: Vec<(&str, u64)> = values
+                            .iter()
+                            .zip(&chosen)
+                            .map(|(v, p)| (*v, p.size))
+                            .collect();
                         checksum::full_object(a, &with_len)
                     } else {
                         checksum::composite(a, &values)
@@ -406,7 +440,11 @@ pub async fn complete(
         .await
         .map_err(error::meta)?;
     let mut listed = Vec::new();
-    for p in input.multipart_upload.and_then(|m| m.parts).unwrap_or_default() {
+    for p in input
+        .multipart_upload
+        .and_then(|m| m.parts)
+        .unwrap_or_default()
+    {
         let number = p.part_number.ok_or_else(|| {
             S3Error::with_message(S3ErrorCode::MalformedXML, "a Part without a PartNumber")
         })?;
@@ -416,14 +454,25 @@ pub async fn complete(
             checksum: part_checksum(&p),
         });
     }
-    let condition = conditions::put_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+    let condition =
+        conditions::put_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
     if condition != PutCondition::None {
-        let current = gw.meta.get_object(&bucket, &input.key).await.map_err(error::meta)?;
+        let current = gw
+            .meta
+            .get_object(&bucket, &input.key)
+            .await
+            .map_err(error::meta)?;
         conditions::precheck_put(&condition, current.as_ref())?;
     }
     let stored: BTreeMap<u32, PartRecord> = gw
         .meta
-        .list_parts(&bucket, &input.key, &input.upload_id, 0, MAX_PART_NUMBER as usize)
+        .list_parts(
+            &bucket,
+            &input.key,
+            &input.upload_id,
+            0,
+            MAX_PART_NUMBER as usize,
+        )
         .await
         .map_err(error::meta)?
         .into_iter()
@@ -435,7 +484,10 @@ pub async fn complete(
         if u64::try_from(size).ok() != Some(assembled.size) {
             return Err(S3Error::with_message(
                 S3ErrorCode::InvalidRequest,
-                format!("x-amz-mp-object-size is {size} but the parts add up to {} bytes", assembled.size),
+                format!(
+                    "x-amz-mp-object-size is {size} but the parts add up to {} bytes",
+                    assembled.size
+                ),
             ));
         }
     }
@@ -449,7 +501,10 @@ pub async fn complete(
     ];
     for (a, v) in given {
         if let (Some(v), Some((ours_a, ours))) = (v, &assembled.checksum) {
-            if a == *ours_a && v.trim() != ours && v.trim() != ours.split('-').next().unwrap_or_default() {
+            if a == *ours_a
+                && v.trim() != ours
+                && v.trim() != ours.split('-').next().unwrap_or_default()
+            {
                 return Err(error::bad_digest(&format!(
                     "x-amz-checksum-{}",
                     a.name().to_ascii_lowercase()
@@ -471,7 +526,9 @@ pub async fn complete(
         content_type: upload.content_type.clone(),
         headers: upload.headers.clone(),
         user_metadata: upload.user_metadata.clone(),
-        checksum_type: (!checksums.is_empty()).then(|| upload.checksum_type.clone()).flatten(),
+        checksum_type: (!checksums.is_empty())
+            .then(|| upload.checksum_type.clone())
+            .flatten(),
         checksums,
         parts: assembled.parts,
         delete_marker: false,
@@ -511,7 +568,10 @@ pub async fn abort(
     Ok(S3Response::new(AbortMultipartUploadOutput::default()))
 }
 
-pub async fn list_parts(gw: &Gateway, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+pub async fn list_parts(
+    gw: &Gateway,
+    req: S3Request<ListPartsInput>,
+) -> S3Result<S3Response<ListPartsOutput>> {
     let input = req.input;
     let bucket = load_bucket(gw, &input.bucket).await?;
     let upload = gw
@@ -542,7 +602,10 @@ pub async fn list_parts(gw: &Gateway, req: S3Request<ListPartsInput>) -> S3Resul
             display_name: owner.display_name.clone(),
         }),
         owner: Some(owner),
-        checksum_algorithm: upload.checksum_algorithm.clone().map(ChecksumAlgorithm::from),
+        checksum_algorithm: upload
+            .checksum_algorithm
+            .clone()
+            .map(ChecksumAlgorithm::from),
         checksum_type: upload.checksum_type.clone().map(ChecksumType::from),
         max_parts: Some(max as i32),
         part_number_marker: input.part_number_marker,
@@ -587,7 +650,11 @@ pub async fn list_uploads(
         upload_id_marker: input.upload_id_marker.clone().filter(|m| !m.is_empty()),
         max_uploads: max,
     };
-    let page = gw.meta.list_uploads(&bucket, &query).await.map_err(error::meta)?;
+    let page = gw
+        .meta
+        .list_uploads(&bucket, &query)
+        .await
+        .map_err(error::meta)?;
     let uploads = page
         .uploads
         .into_iter()
@@ -665,7 +732,11 @@ mod tests {
 
     #[test]
     fn assembles_a_valid_list() {
-        let s = stored(vec![part(1, MIN_PART_SIZE, b"a"), part(2, MIN_PART_SIZE, b"b"), part(3, 10, b"c")]);
+        let s = stored(vec![
+            part(1, MIN_PART_SIZE, b"a"),
+            part(2, MIN_PART_SIZE, b"b"),
+            part(3, 10, b"c"),
+        ]);
         let e1 = s[&1].etag.clone();
         let a = assemble(
             &[listed(1, Some(&format!("\"{e1}\""))), listed(3, None)],
@@ -675,7 +746,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.size, MIN_PART_SIZE + 10);
-        assert_eq!(a.parts.iter().map(|p| p.number).collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(
+            a.parts.iter().map(|p| p.number).collect::<Vec<_>>(),
+            vec![1, 3]
+        );
         assert_eq!(
             Some(a.etag),
             checksum::multipart_etag(&[&s[&1].etag, &s[&3].etag])
@@ -685,13 +759,26 @@ mod tests {
 
     #[test]
     fn rejects_bad_lists_with_aws_codes() {
-        let s = stored(vec![part(1, 100, b"a"), part(2, MIN_PART_SIZE, b"b"), part(3, 10, b"c")]);
+        let s = stored(vec![
+            part(1, 100, b"a"),
+            part(2, MIN_PART_SIZE, b"b"),
+            part(3, 10, b"c"),
+        ]);
         let code = |l: &[ListedPart]| assemble(l, &s, None, None).unwrap_err().code().clone();
-        assert_eq!(code(&[listed(2, None), listed(1, None)]), S3ErrorCode::InvalidPartOrder);
-        assert_eq!(code(&[listed(2, None), listed(2, None)]), S3ErrorCode::InvalidPartOrder);
+        assert_eq!(
+            code(&[listed(2, None), listed(1, None)]),
+            S3ErrorCode::InvalidPartOrder
+        );
+        assert_eq!(
+            code(&[listed(2, None), listed(2, None)]),
+            S3ErrorCode::InvalidPartOrder
+        );
         assert_eq!(code(&[listed(4, None)]), S3ErrorCode::InvalidPart);
         assert_eq!(code(&[listed(2, Some("0123"))]), S3ErrorCode::InvalidPart);
-        assert_eq!(code(&[listed(1, None), listed(2, None)]), S3ErrorCode::EntityTooSmall);
+        assert_eq!(
+            code(&[listed(1, None), listed(2, None)]),
+            S3ErrorCode::EntityTooSmall
+        );
         assert_eq!(code(&[]), S3ErrorCode::MalformedXML);
         // A small last part is fine, and so is a single small part.
         assert!(assemble(&[listed(2, None), listed(3, None)], &s, None, None).is_ok());
@@ -717,7 +804,10 @@ mod tests {
         let whole = [d1.clone(), d2.clone()].concat();
         assert_eq!(full.checksum, Some((Algorithm::Crc32c, crc(&whole))));
         let comp = assemble(&l, &s, Some(Algorithm::Crc32c), Some(checksum::COMPOSITE)).unwrap();
-        let expected = checksum::composite(Algorithm::Crc32c, &[&p1.checksums["CRC32C"], &p2.checksums["CRC32C"]]);
+        let expected = checksum::composite(
+            Algorithm::Crc32c,
+            &[&p1.checksums["CRC32C"], &p2.checksums["CRC32C"]],
+        );
         assert_eq!(comp.checksum.map(|c| c.1), expected);
         assert!(expected.is_some_and(|v| v.ends_with("-2")));
         // A part checksum the client names must match the stored one.

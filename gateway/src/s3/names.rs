@@ -60,7 +60,15 @@ mod tests {
         for good in ["abc", "my-bucket.2", "a1b"] {
             assert!(check_bucket_name(good).is_ok(), "{good}");
         }
-        for bad in ["ab", "Upper", "under_score", "-dash", "192.168.1.1", "a..b", &"a".repeat(64)] {
+        for bad in [
+            "ab",
+            "Upper",
+            "under_score",
+            "-dash",
+            "192.168.1.1",
+            "a..b",
+            &"a".repeat(64),
+        ] {
             let e = check_bucket_name(bad).unwrap_err();
             assert_eq!(*e.code(), S3ErrorCode::InvalidBucketName, "{bad}");
         }

@@ -5,6 +5,7 @@
 //! was, then commit. A GET streams the chunks of the selected bytes straight from the pipeline.
 //! A copy writes no data: the new object row points at the source's manifest.
 
+use crate::pipeline::WrittenData;
 use crate::s3::auth::{self, Caller};
 use crate::s3::body;
 use crate::s3::checksum::{self, Algorithm, BodyDigests, Finished, Requested};
@@ -12,7 +13,6 @@ use crate::s3::conditions::{self, ReadConditions};
 use crate::s3::error::{self, BodyErrorSlot};
 use crate::s3::range::{self, Selection};
 use crate::s3::{load_bucket, names, new_id, timestamp};
-use crate::pipeline::WrittenData;
 use crate::state::Gateway;
 use bytes::Bytes;
 use futures::Stream;
@@ -134,13 +134,14 @@ where
 }
 
 /// The checksum values of a write, in the order of the `x-amz-checksum-*` output fields.
-pub fn checksum_fields(
-    checksums: &BTreeMap<String, String>,
-) -> [Option<String>; 5] {
+pub fn checksum_fields(checksums: &BTreeMap<String, String>) -> [Option<String>; 5] {
     checksum::ALL.map(|a| checksums.get(a.name()).cloned())
 }
 
-pub async fn put(gw: &Gateway, req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
+pub async fn put(
+    gw: &Gateway,
+    req: S3Request<PutObjectInput>,
+) -> S3Result<S3Response<PutObjectOutput>> {
     let caller = auth::caller(&req)?;
     let trailer_header = req
         .headers
@@ -153,9 +154,14 @@ pub async fn put(gw: &Gateway, req: S3Request<PutObjectInput>) -> S3Result<S3Res
     // 1. Validate, before reading the body.
     let bucket = load_bucket(gw, &input.bucket).await?;
     names::check_key(&input.key)?;
-    let condition = conditions::put_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+    let condition =
+        conditions::put_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
     if condition != PutCondition::None {
-        let current = gw.meta.get_object(&bucket, &input.key).await.map_err(error::meta)?;
+        let current = gw
+            .meta
+            .get_object(&bucket, &input.key)
+            .await
+            .map_err(error::meta)?;
         conditions::precheck_put(&condition, current.as_ref())?;
     }
     let requested = Requested::new(
@@ -182,7 +188,9 @@ pub async fn put(gw: &Gateway, req: S3Request<PutObjectInput>) -> S3Result<S3Res
 
     // 2. Write the chunks and 3. verify what was received.
     let slot = BodyErrorSlot::default();
-    let body_stream = input.body.unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>()));
+    let body_stream = input.body.unwrap_or_else(|| {
+        StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
+    });
     let (written, finished) = store_body(
         gw,
         body::watch(body_stream, slot.clone()),
@@ -215,7 +223,13 @@ pub async fn put(gw: &Gateway, req: S3Request<PutObjectInput>) -> S3Result<S3Res
     let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum_fields(&record.checksums);
     let checksum_type = record.checksum_type.clone().map(ChecksumType::from);
     gw.meta
-        .commit_object(&bucket, record, written.manifest, written.placements, condition)
+        .commit_object(
+            &bucket,
+            record,
+            written.manifest,
+            written.placements,
+            condition,
+        )
         .await
         .map_err(error::meta)?;
     Ok(S3Response::new(PutObjectOutput {
@@ -256,11 +270,16 @@ struct ObjectView {
     checksum_type: Option<ChecksumType>,
 }
 
-fn view(object: &ObjectRecord, selection: &Selection, checksum_mode: Option<&ChecksumMode>) -> ObjectView {
+fn view(
+    object: &ObjectRecord,
+    selection: &Selection,
+    checksum_mode: Option<&ChecksumMode>,
+) -> ObjectView {
     let h = |name: &str| object.headers.get(name).cloned();
     // Checksums describe the whole object: returned only when asked for, never for a range.
-    let with_checksums =
-        checksum_mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED)) && selection.is_whole();
+    let with_checksums = checksum_mode
+        .is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED))
+        && selection.is_whole();
     let (checksums, checksum_type) = if with_checksums {
         (
             checksum_fields(&object.checksums),
@@ -299,7 +318,10 @@ fn content_length(selection: &Selection) -> Option<i64> {
     i64::try_from(selection.len()).ok()
 }
 
-pub async fn get(gw: &Gateway, req: S3Request<GetObjectInput>) -> S3Result<S3Response<GetObjectOutput>> {
+pub async fn get(
+    gw: &Gateway,
+    req: S3Request<GetObjectInput>,
+) -> S3Result<S3Response<GetObjectOutput>> {
     let input = req.input;
     let bucket = load_bucket(gw, &input.bucket).await?;
     let object = load_object(gw, &bucket, &input.key).await?;
@@ -319,7 +341,10 @@ pub async fn get(gw: &Gateway, req: S3Request<GetObjectInput>) -> S3Result<S3Res
             .get_manifest(&object.version_id)
             .await
             .map_err(error::meta)?;
-        body::response(gw.chunks.read_range(manifest, selection.start, selection.end))
+        body::response(
+            gw.chunks
+                .read_range(manifest, selection.start, selection.end),
+        )
     };
     let v = view(&object, &selection, input.checksum_mode.as_ref());
     let [crc32, crc32c, crc64nvme, sha1, sha256] = v.checksums;
@@ -348,7 +373,10 @@ pub async fn get(gw: &Gateway, req: S3Request<GetObjectInput>) -> S3Result<S3Res
     }))
 }
 
-pub async fn head(gw: &Gateway, req: S3Request<HeadObjectInput>) -> S3Result<S3Response<HeadObjectOutput>> {
+pub async fn head(
+    gw: &Gateway,
+    req: S3Request<HeadObjectInput>,
+) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = req.input;
     let bucket = load_bucket(gw, &input.bucket).await?;
     let object = load_object(gw, &bucket, &input.key).await?;
@@ -390,7 +418,10 @@ pub async fn head(gw: &Gateway, req: S3Request<HeadObjectInput>) -> S3Result<S3R
     Ok(resp)
 }
 
-pub async fn delete(gw: &Gateway, req: S3Request<DeleteObjectInput>) -> S3Result<S3Response<DeleteObjectOutput>> {
+pub async fn delete(
+    gw: &Gateway,
+    req: S3Request<DeleteObjectInput>,
+) -> S3Result<S3Response<DeleteObjectOutput>> {
     let input = req.input;
     let bucket = load_bucket(gw, &input.bucket).await?;
     // S3 answers 204 whether or not there was an object.
@@ -516,7 +547,10 @@ pub async fn manifest_of(
     Ok(manifest)
 }
 
-pub async fn copy(gw: &Gateway, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+pub async fn copy(
+    gw: &Gateway,
+    req: S3Request<CopyObjectInput>,
+) -> S3Result<S3Response<CopyObjectOutput>> {
     let caller = auth::caller(&req)?;
     let input = req.input;
     let dst_bucket = load_bucket(gw, &input.bucket).await?;
@@ -595,7 +629,13 @@ pub async fn copy(gw: &Gateway, req: S3Request<CopyObjectInput>) -> S3Result<S3R
     // No placements: the chunks are already recorded with their replicas; the commit adds one
     // ref per manifest entry for the new version.
     gw.meta
-        .commit_object(&dst_bucket, record, manifest, Vec::new(), PutCondition::None)
+        .commit_object(
+            &dst_bucket,
+            record,
+            manifest,
+            Vec::new(),
+            PutCondition::None,
+        )
         .await
         .map_err(error::meta)?;
     let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum_fields(&source.checksums);

@@ -34,13 +34,22 @@ fn partial(start: u64, end: u64, size: u64, parts_count: Option<i32>) -> Selecti
     Selection {
         start,
         end,
-        content_range: Some(format!("bytes {}-{}/{}", start, end.saturating_sub(1), size)),
+        content_range: Some(format!(
+            "bytes {}-{}/{}",
+            start,
+            end.saturating_sub(1),
+            size
+        )),
         parts_count,
     }
 }
 
 /// Resolves a GET/HEAD's `Range` header and `partNumber` against an object.
-pub fn resolve(range: Option<&Range>, part_number: Option<i32>, object: &ObjectRecord) -> S3Result<Selection> {
+pub fn resolve(
+    range: Option<&Range>,
+    part_number: Option<i32>,
+    object: &ObjectRecord,
+) -> S3Result<Selection> {
     let size = object.size;
     match (range, part_number) {
         (Some(_), Some(_)) => Err(S3Error::with_message(
@@ -104,7 +113,9 @@ fn invalid_part_number() -> S3Error {
 /// Resolves `x-amz-copy-source-range: bytes=first-last` (both bounds required, inclusive)
 /// against the size of the source; `None` copies the whole source.
 pub fn copy_source_range(header: Option<&str>, size: u64) -> S3Result<(u64, u64)> {
-    let Some(header) = header else { return Ok((0, size)) };
+    let Some(header) = header else {
+        return Ok((0, size));
+    };
     let bad = || {
         S3Error::with_message(
             S3ErrorCode::InvalidArgument,
@@ -170,7 +181,10 @@ mod tests {
         let sel = resolve(Some(&r("bytes=50-1000")), None, &o).unwrap();
         assert_eq!((sel.start, sel.end), (50, 100));
         let e = resolve(Some(&r("bytes=100-")), None, &o).unwrap_err();
-        assert_eq!(e.status_code(), Some(http::StatusCode::RANGE_NOT_SATISFIABLE));
+        assert_eq!(
+            e.status_code(),
+            Some(http::StatusCode::RANGE_NOT_SATISFIABLE)
+        );
         assert_eq!(*e.code(), S3ErrorCode::InvalidRange);
         let e = resolve(Some(&r("bytes=0-")), None, &object(0, &[])).unwrap_err();
         assert_eq!(*e.code(), S3ErrorCode::InvalidRange);
@@ -187,7 +201,10 @@ mod tests {
         let sel = resolve(None, Some(3), &o).unwrap();
         assert_eq!((sel.start, sel.end), (20, 25));
         let e = resolve(None, Some(4), &o).unwrap_err();
-        assert_eq!(e.status_code(), Some(http::StatusCode::RANGE_NOT_SATISFIABLE));
+        assert_eq!(
+            e.status_code(),
+            Some(http::StatusCode::RANGE_NOT_SATISFIABLE)
+        );
         assert!(resolve(None, Some(0), &o).is_err());
         let single = object(7, &[]);
         assert_eq!(resolve(None, Some(1), &single).unwrap().len(), 7);

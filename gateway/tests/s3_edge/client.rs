@@ -137,8 +137,18 @@ impl<'a> Request<'a> {
 
 fn amz_date() -> (String, String) {
     let now = time::OffsetDateTime::now_utc();
-    let date = format!("{:04}{:02}{:02}", now.year(), u8::from(now.month()), now.day());
-    let full = format!("{date}T{:02}{:02}{:02}Z", now.hour(), now.minute(), now.second());
+    let date = format!(
+        "{:04}{:02}{:02}",
+        now.year(),
+        u8::from(now.month()),
+        now.day()
+    );
+    let full = format!(
+        "{date}T{:02}{:02}{:02}Z",
+        now.hour(),
+        now.minute(),
+        now.second()
+    );
     (date, full)
 }
 
@@ -219,7 +229,10 @@ impl Client {
         for (k, v) in &headers {
             out.push_str(&format!("{k}: {v}\r\n"));
         }
-        out.push_str(&format!("content-length: {}\r\nconnection: close\r\n\r\n", req.body.len()));
+        out.push_str(&format!(
+            "content-length: {}\r\nconnection: close\r\n\r\n",
+            req.body.len()
+        ));
         let mut bytes = out.into_bytes();
         bytes.extend_from_slice(&req.body);
         bytes
@@ -233,15 +246,21 @@ impl Client {
             Some(n) => head_len + n.min(req.body.len()),
             None => raw.len(),
         };
-        let mut stream = TcpStream::connect(self.addr).await.expect("connect to the gateway");
+        let mut stream = TcpStream::connect(self.addr)
+            .await
+            .expect("connect to the gateway");
         stream.set_nodelay(true).ok();
-        stream.write_all(&raw[..send_len]).await.expect("send request");
+        stream
+            .write_all(&raw[..send_len])
+            .await
+            .expect("send request");
         if req.truncate_body_at.is_some() {
             // The client goes away mid-body.
             stream.shutdown().await.ok();
         }
         let mut buf = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut buf)).await;
+        let read =
+            tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut buf)).await;
         match read {
             Ok(Ok(_)) => {}
             // A reset after a truncated body is an acceptable way for the server to end it.
@@ -276,16 +295,27 @@ fn parse(buf: &[u8]) -> Response {
     let chunked = headers
         .iter()
         .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked { dechunk(raw_body) } else { raw_body.to_vec() };
-    Response { status, headers, body }
+    let body = if chunked {
+        dechunk(raw_body)
+    } else {
+        raw_body.to_vec()
+    };
+    Response {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else { break };
+        let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else {
+            break;
+        };
         let size_line = String::from_utf8_lossy(&raw[..eol]).into_owned();
-        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16).unwrap_or(0);
+        let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
+            .unwrap_or(0);
         raw = &raw[eol + 2..];
         if size == 0 || raw.len() < size {
             break;

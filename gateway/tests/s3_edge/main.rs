@@ -84,7 +84,10 @@ impl Cluster {
             chunks,
             region: client::REGION.into(),
         });
-        for (id, secret, root) in [(ROOT_KEY, ROOT_SECRET, true), (LIMITED_KEY, LIMITED_SECRET, false)] {
+        for (id, secret, root) in [
+            (ROOT_KEY, ROOT_SECRET, true),
+            (LIMITED_KEY, LIMITED_SECRET, false),
+        ] {
             meta.create_access_key(AccessKeyRecord {
                 access_key_id: id.into(),
                 secret_key: secret.into(),
@@ -142,13 +145,18 @@ impl Cluster {
     }
 
     async fn create_bucket(&self, name: &str) {
-        let r = self.client.send(Request::new("PUT", &format!("/{name}"))).await;
+        let r = self
+            .client
+            .send(Request::new("PUT", &format!("/{name}")))
+            .await;
         assert_eq!(r.status, 200, "create bucket {name}: {}", r.text());
     }
 
     async fn put(&self, bucket: &str, key: &str, body: &[u8]) -> Response {
         let path = format!("/{bucket}/{key}");
-        self.client.send(Request::new("PUT", &path).body(body.to_vec())).await
+        self.client
+            .send(Request::new("PUT", &path).body(body.to_vec()))
+            .await
     }
 
     async fn get(&self, bucket: &str, key: &str) -> Response {
@@ -159,13 +167,22 @@ impl Cluster {
     async fn exists(&self, bucket: &str, key: &str) -> bool {
         let path = format!("/{bucket}/{key}");
         let r = self.client.send(Request::new("HEAD", &path)).await;
-        assert!(r.status == 200 || r.status == 404, "HEAD {path}: {}", r.status);
+        assert!(
+            r.status == 200 || r.status == 404,
+            "HEAD {path}: {}",
+            r.status
+        );
         r.status == 200
     }
 }
 
 fn expect_error(r: &Response, status: u16, code: &str) {
-    assert_eq!((r.status, r.code().as_str()), (status, code), "{}", r.text());
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (status, code),
+        "{}",
+        r.text()
+    );
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -181,17 +198,37 @@ async fn authentication_and_permissions() {
     assert_eq!(c.put("shared", "doc", b"shared bytes").await.status, 200);
 
     // Anonymous, unknown key, wrong secret.
-    let r = c.client.anonymous().send(Request::new("GET", "/shared/doc")).await;
+    let r = c
+        .client
+        .anonymous()
+        .send(Request::new("GET", "/shared/doc"))
+        .await;
     expect_error(&r, 403, "AccessDenied");
-    let r = c.client.with_key("NOSUCHKEY", "x").send(Request::new("GET", "/shared/doc")).await;
+    let r = c
+        .client
+        .with_key("NOSUCHKEY", "x")
+        .send(Request::new("GET", "/shared/doc"))
+        .await;
     expect_error(&r, 403, "InvalidAccessKeyId");
-    let r = c.client.with_key(ROOT_KEY, "wrong").send(Request::new("GET", "/shared/doc")).await;
+    let r = c
+        .client
+        .with_key(ROOT_KEY, "wrong")
+        .send(Request::new("GET", "/shared/doc"))
+        .await;
     expect_error(&r, 403, "SignatureDoesNotMatch");
 
     // A key without permissions: denied everywhere, may not create buckets, lists nothing.
     let limited = c.client.with_key(LIMITED_KEY, LIMITED_SECRET);
-    expect_error(&limited.send(Request::new("GET", "/shared/doc")).await, 403, "AccessDenied");
-    expect_error(&limited.send(Request::new("PUT", "/mine")).await, 403, "AccessDenied");
+    expect_error(
+        &limited.send(Request::new("GET", "/shared/doc")).await,
+        403,
+        "AccessDenied",
+    );
+    expect_error(
+        &limited.send(Request::new("PUT", "/mine")).await,
+        403,
+        "AccessDenied",
+    );
     let r = limited.send(Request::new("GET", "/")).await;
     assert_eq!(r.status, 200);
     assert!(xml_values(&r.text(), "Name").is_empty(), "{}", r.text());
@@ -204,11 +241,17 @@ async fn authentication_and_permissions() {
     let r = limited.send(Request::new("GET", "/shared/doc")).await;
     assert_eq!((r.status, r.body.as_slice()), (200, &b"shared bytes"[..]));
     expect_error(
-        &limited.send(Request::new("PUT", "/shared/new").body("x")).await,
+        &limited
+            .send(Request::new("PUT", "/shared/new").body("x"))
+            .await,
         403,
         "AccessDenied",
     );
-    expect_error(&limited.send(Request::new("GET", "/private")).await, 403, "AccessDenied");
+    expect_error(
+        &limited.send(Request::new("GET", "/private")).await,
+        403,
+        "AccessDenied",
+    );
     let r = limited.send(Request::new("GET", "/")).await;
     assert_eq!(xml_values(&r.text(), "Name"), vec!["shared".to_string()]);
     // CopyObject needs Read on the source as well as Write on the destination.
@@ -233,16 +276,42 @@ async fn authentication_and_permissions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bucket_errors() {
     let c = Cluster::start().await;
-    expect_error(&c.client.send(Request::new("PUT", "/Bad_Name")).await, 400, "InvalidBucketName");
-    expect_error(&c.client.send(Request::new("PUT", "/ab")).await, 400, "InvalidBucketName");
+    expect_error(
+        &c.client.send(Request::new("PUT", "/Bad_Name")).await,
+        400,
+        "InvalidBucketName",
+    );
+    expect_error(
+        &c.client.send(Request::new("PUT", "/ab")).await,
+        400,
+        "InvalidBucketName",
+    );
     c.create_bucket("bk1").await;
-    expect_error(&c.client.send(Request::new("PUT", "/bk1")).await, 409, "BucketAlreadyOwnedByYou");
-    expect_error(&c.client.send(Request::new("GET", "/nope")).await, 404, "NoSuchBucket");
+    expect_error(
+        &c.client.send(Request::new("PUT", "/bk1")).await,
+        409,
+        "BucketAlreadyOwnedByYou",
+    );
+    expect_error(
+        &c.client.send(Request::new("GET", "/nope")).await,
+        404,
+        "NoSuchBucket",
+    );
     expect_error(&c.get("nope", "k").await, 404, "NoSuchBucket");
     assert_eq!(c.put("bk1", "k", b"v").await.status, 200);
-    expect_error(&c.client.send(Request::new("DELETE", "/bk1")).await, 409, "BucketNotEmpty");
-    assert_eq!(c.client.send(Request::new("DELETE", "/bk1/k")).await.status, 204);
-    assert_eq!(c.client.send(Request::new("DELETE", "/bk1")).await.status, 204);
+    expect_error(
+        &c.client.send(Request::new("DELETE", "/bk1")).await,
+        409,
+        "BucketNotEmpty",
+    );
+    assert_eq!(
+        c.client.send(Request::new("DELETE", "/bk1/k")).await.status,
+        204
+    );
+    assert_eq!(
+        c.client.send(Request::new("DELETE", "/bk1")).await.status,
+        204
+    );
     let r = c.client.send(Request::new("HEAD", "/bk1")).await;
     assert_eq!(r.status, 404);
     c.stop().await;
@@ -267,7 +336,11 @@ async fn hostile_keys_and_url_encoded_listing() {
     }
     let long = "k".repeat(1024);
     assert_eq!(c.put("keys", &long, b"x").await.status, 200);
-    expect_error(&c.put("keys", &"k".repeat(1025), b"x").await, 400, "KeyTooLongError");
+    expect_error(
+        &c.put("keys", &"k".repeat(1025), b"x").await,
+        400,
+        "KeyTooLongError",
+    );
 
     let r = c
         .client
@@ -308,15 +381,29 @@ async fn hostile_keys_and_url_encoded_listing() {
         )
         .await;
     let body = r.text();
-    assert_eq!(xml_value(&body, "Marker").as_deref(), Some("dir/a%20b%2Bc.txt"), "{body}");
-    assert_eq!(xml_value(&body, "IsTruncated").as_deref(), Some("true"), "{body}");
-    assert_eq!(xml_values(&body, "Key"), vec!["dir/sub/deep".to_string()], "{body}");
+    assert_eq!(
+        xml_value(&body, "Marker").as_deref(),
+        Some("dir/a%20b%2Bc.txt"),
+        "{body}"
+    );
+    assert_eq!(
+        xml_value(&body, "IsTruncated").as_deref(),
+        Some("true"),
+        "{body}"
+    );
+    assert_eq!(
+        xml_values(&body, "Key"),
+        vec!["dir/sub/deep".to_string()],
+        "{body}"
+    );
 
     // v2 continuation through every key, one per page.
     let mut token: Option<String> = None;
     let mut seen = Vec::new();
     for _ in 0..20 {
-        let mut req = Request::new("GET", "/keys").query("list-type", "2").query("max-keys", "1");
+        let mut req = Request::new("GET", "/keys")
+            .query("list-type", "2")
+            .query("max-keys", "1");
         if let Some(t) = &token {
             req = req.query("continuation-token", t);
         }
@@ -330,7 +417,11 @@ async fn hostile_keys_and_url_encoded_listing() {
     assert_eq!(seen.len(), keys.len() + 1);
     let r = c
         .client
-        .send(Request::new("GET", "/keys").query("list-type", "2").query("continuation-token", "!!"))
+        .send(
+            Request::new("GET", "/keys")
+                .query("list-type", "2")
+                .query("continuation-token", "!!"),
+        )
         .await;
     expect_error(&r, 400, "InvalidArgument");
     c.stop().await;
@@ -352,7 +443,10 @@ async fn ranges_conditions_and_digests() {
         ("bytes=-5", body.len() - 5, body.len()),
         ("bytes=3145728-", 3145728, body.len()),
     ] {
-        let r = c.client.send(Request::new("GET", "/data/obj").header("range", range)).await;
+        let r = c
+            .client
+            .send(Request::new("GET", "/data/obj").header("range", range))
+            .await;
         assert_eq!(r.status, 206, "{range}");
         assert_eq!(r.body, body[start..end], "{range}");
     }
@@ -363,43 +457,72 @@ async fn ranges_conditions_and_digests() {
     expect_error(&r, 416, "InvalidRange");
 
     // Conditional reads.
-    let r = c.client.send(Request::new("GET", "/data/obj").header("if-none-match", &etag)).await;
+    let r = c
+        .client
+        .send(Request::new("GET", "/data/obj").header("if-none-match", &etag))
+        .await;
     assert_eq!(r.status, 304);
-    let r = c.client.send(Request::new("GET", "/data/obj").header("if-match", "\"nope\"")).await;
+    let r = c
+        .client
+        .send(Request::new("GET", "/data/obj").header("if-match", "\"nope\""))
+        .await;
     expect_error(&r, 412, "PreconditionFailed");
     let r = c
         .client
-        .send(Request::new("HEAD", "/data/obj").header("if-modified-since", "Sun, 01 Jan 2090 00:00:00 GMT"))
+        .send(
+            Request::new("HEAD", "/data/obj")
+                .header("if-modified-since", "Sun, 01 Jan 2090 00:00:00 GMT"),
+        )
         .await;
     assert_eq!(r.status, 304);
 
     // Conditional writes.
     let r = c
         .client
-        .send(Request::new("PUT", "/data/obj").header("if-none-match", "*").body("x"))
+        .send(
+            Request::new("PUT", "/data/obj")
+                .header("if-none-match", "*")
+                .body("x"),
+        )
         .await;
     expect_error(&r, 412, "PreconditionFailed");
     let r = c
         .client
-        .send(Request::new("PUT", "/data/obj").header("if-match", "\"0123\"").body("x"))
+        .send(
+            Request::new("PUT", "/data/obj")
+                .header("if-match", "\"0123\"")
+                .body("x"),
+        )
         .await;
     expect_error(&r, 412, "PreconditionFailed");
     let r = c
         .client
-        .send(Request::new("PUT", "/data/fresh").header("if-none-match", "*").body("first"))
+        .send(
+            Request::new("PUT", "/data/fresh")
+                .header("if-none-match", "*")
+                .body("first"),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
 
     // Wrong Content-MD5 and wrong x-amz-checksum-*: BadDigest, and no object.
     let r = c
         .client
-        .send(Request::new("PUT", "/data/md5").header("content-md5", &b64(&[0u8; 16])).body("payload"))
+        .send(
+            Request::new("PUT", "/data/md5")
+                .header("content-md5", &b64(&[0u8; 16]))
+                .body("payload"),
+        )
         .await;
     expect_error(&r, 400, "BadDigest");
     assert!(!c.exists("data", "md5").await);
     let r = c
         .client
-        .send(Request::new("PUT", "/data/crc").header("x-amz-checksum-crc32", "AAAAAA==").body("payload"))
+        .send(
+            Request::new("PUT", "/data/crc")
+                .header("x-amz-checksum-crc32", "AAAAAA==")
+                .body("payload"),
+        )
         .await;
     expect_error(&r, 400, "BadDigest");
     assert!(!c.exists("data", "crc").await);
@@ -408,7 +531,11 @@ async fn ranges_conditions_and_digests() {
     let crc = b64(&crc32(b"payload").to_be_bytes());
     let r = c
         .client
-        .send(Request::new("PUT", "/data/crc").header("x-amz-checksum-crc32", &crc).body("payload"))
+        .send(
+            Request::new("PUT", "/data/crc")
+                .header("x-amz-checksum-crc32", &crc)
+                .body("payload"),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let r = c.client.send(Request::new("GET", "/data/crc")).await;
@@ -430,11 +557,29 @@ async fn ranges_conditions_and_digests() {
 
     // Metadata over 2 KiB is refused; a huge header never crashes the server.
     let big = "v".repeat(3000);
-    let r = c.client.send(Request::new("PUT", "/data/meta").header("x-amz-meta-big", &big).body("x")).await;
+    let r = c
+        .client
+        .send(
+            Request::new("PUT", "/data/meta")
+                .header("x-amz-meta-big", &big)
+                .body("x"),
+        )
+        .await;
     expect_error(&r, 400, "MetadataTooLarge");
     let huge = "v".repeat(200_000);
-    let r = c.client.send(Request::new("PUT", "/data/huge").header("x-amz-meta-huge", &huge).body("x")).await;
-    assert!(r.status == 431 || r.status == 400 || r.status == 0, "status {}", r.status);
+    let r = c
+        .client
+        .send(
+            Request::new("PUT", "/data/huge")
+                .header("x-amz-meta-huge", &huge)
+                .body("x"),
+        )
+        .await;
+    assert!(
+        r.status == 431 || r.status == 400 || r.status == 0,
+        "status {}",
+        r.status
+    );
     assert!(!c.exists("data", "huge").await);
     assert_eq!(c.get("data", "obj").await.body, body);
     c.stop().await;
@@ -461,11 +606,18 @@ async fn malformed_xml_and_multipart_errors() {
     c.create_bucket("mpu").await;
     let r = c
         .client
-        .send(Request::new("POST", "/mpu").query("delete", "").body("<Delete><Object><Key>a</Key>"))
+        .send(
+            Request::new("POST", "/mpu")
+                .query("delete", "")
+                .body("<Delete><Object><Key>a</Key>"),
+        )
         .await;
     expect_error(&r, 400, "MalformedXML");
 
-    let r = c.client.send(Request::new("POST", "/mpu/big").query("uploads", "")).await;
+    let r = c
+        .client
+        .send(Request::new("POST", "/mpu/big").query("uploads", ""))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let upload = xml_value(&r.text(), "UploadId").expect("upload id");
     let part1: Vec<u8> = (0..5 * 1024 * 1024).map(|i| (i % 253) as u8).collect();
@@ -487,7 +639,9 @@ async fn malformed_xml_and_multipart_errors() {
     let complete = |parts: &[(u32, &str)]| {
         let mut xml = String::from("<CompleteMultipartUpload>");
         for (n, e) in parts {
-            xml.push_str(&format!("<Part><PartNumber>{n}</PartNumber><ETag>{e}</ETag></Part>"));
+            xml.push_str(&format!(
+                "<Part><PartNumber>{n}</PartNumber><ETag>{e}</ETag></Part>"
+            ));
         }
         xml.push_str("</CompleteMultipartUpload>");
         xml
@@ -497,17 +651,29 @@ async fn malformed_xml_and_multipart_errors() {
         let upload = upload.clone();
         async move {
             client
-                .send(Request::new("POST", "/mpu/big").query("uploadId", &upload).body(xml))
+                .send(
+                    Request::new("POST", "/mpu/big")
+                        .query("uploadId", &upload)
+                        .body(xml),
+                )
                 .await
         }
     };
-    expect_error(&send_complete("<CompleteMultipartUpload><Part>".into()).await, 400, "MalformedXML");
+    expect_error(
+        &send_complete("<CompleteMultipartUpload><Part>".into()).await,
+        400,
+        "MalformedXML",
+    );
     expect_error(
         &send_complete(complete(&[(2, &etags[1]), (1, &etags[0])])).await,
         400,
         "InvalidPartOrder",
     );
-    expect_error(&send_complete(complete(&[(1, &etags[0]), (3, "\"abc\"")])).await, 400, "InvalidPart");
+    expect_error(
+        &send_complete(complete(&[(1, &etags[0]), (3, "\"abc\"")])).await,
+        400,
+        "InvalidPart",
+    );
     expect_error(
         &send_complete(complete(&[(1, "\"00000000000000000000000000000000\"")])).await,
         400,
@@ -532,14 +698,24 @@ async fn malformed_xml_and_multipart_errors() {
     let r = send_complete(complete(&[(1, &etags[0]), (2, &etags[1])])).await;
     assert_eq!(r.status, 200, "{}", r.text());
     let etag = xml_value(&r.text(), "ETag").expect("etag");
-    assert!(etag.ends_with("-2\"") || etag.ends_with("-2&quot;"), "{etag}");
+    assert!(
+        etag.ends_with("-2\"") || etag.ends_with("-2&quot;"),
+        "{etag}"
+    );
     let whole = c.get("mpu", "big").await;
     assert_eq!(whole.body, [part1.clone(), part2.clone()].concat());
-    let r = c.client.send(Request::new("GET", "/mpu/big").query("partNumber", "2")).await;
+    let r = c
+        .client
+        .send(Request::new("GET", "/mpu/big").query("partNumber", "2"))
+        .await;
     assert_eq!((r.status, r.body.as_slice()), (206, part2.as_slice()));
     assert_eq!(r.header("x-amz-mp-parts-count"), Some("2"));
     // The upload is gone once completed.
-    expect_error(&send_complete(complete(&[(1, &etags[0])])).await, 404, "NoSuchUpload");
+    expect_error(
+        &send_complete(complete(&[(1, &etags[0])])).await,
+        404,
+        "NoSuchUpload",
+    );
     let r = c
         .client
         .send(Request::new("DELETE", "/mpu/big").query("uploadId", "no-such-upload"))
@@ -547,7 +723,10 @@ async fn malformed_xml_and_multipart_errors() {
     expect_error(&r, 404, "NoSuchUpload");
 
     // UploadPartCopy with a range, into a new upload.
-    let r = c.client.send(Request::new("POST", "/mpu/copy").query("uploads", "")).await;
+    let r = c
+        .client
+        .send(Request::new("POST", "/mpu/copy").query("uploads", ""))
+        .await;
     let upload2 = xml_value(&r.text(), "UploadId").expect("upload id");
     let r = c
         .client
@@ -560,10 +739,16 @@ async fn malformed_xml_and_multipart_errors() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let copy_etag = xml_value(&r.text(), "ETag").expect("etag").replace("&quot;", "\"");
+    let copy_etag = xml_value(&r.text(), "ETag")
+        .expect("etag")
+        .replace("&quot;", "\"");
     let r = c
         .client
-        .send(Request::new("POST", "/mpu/copy").query("uploadId", &upload2).body(complete(&[(1, &copy_etag)])))
+        .send(
+            Request::new("POST", "/mpu/copy")
+                .query("uploadId", &upload2)
+                .body(complete(&[(1, &copy_etag)])),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(c.get("mpu", "copy").await.body, part1[1048570..=1048590]);
@@ -576,7 +761,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
