@@ -34,6 +34,9 @@ pub(crate) struct Tables<'t> {
     pub counters: T<'t>,
     /// Time of the batch, used for every timestamp the store itself sets.
     pub now: i64,
+    /// Counter changes of the batch, written once by [`Tables::flush_counters`] before the
+    /// commit (saves a read and a write per counter per request).
+    pending_counts: Vec<(&'static [u8], i128)>,
 }
 
 fn open<'t>(txn: &'t WriteTransaction, def: Def) -> Result<T<'t>> {
@@ -57,19 +60,32 @@ impl<'t> Tables<'t> {
             settings: open(txn, SETTINGS)?,
             counters: open(txn, COUNTERS)?,
             now: now_millis(),
+            pending_counts: Vec::new(),
         })
     }
 
-    /// Adds `delta` to a stats counter (never below zero).
-    pub(crate) fn count(&mut self, name: &[u8], delta: i128) -> Result<()> {
-        let cur = match self.counters.get(name).map_err(backend)? {
-            Some(v) => decode_u64(v.value())?,
-            None => 0,
-        };
-        let next = (i128::from(cur) + delta).clamp(0, i128::from(u64::MAX)) as u64;
-        self.counters
-            .insert(name, encode_u64(next).as_slice())
-            .map_err(backend)?;
+    /// Adds `delta` to a stats counter (applied at the end of the batch).
+    pub(crate) fn count(&mut self, name: &'static [u8], delta: i128) -> Result<()> {
+        match self.pending_counts.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, d)) => *d += delta,
+            None => self.pending_counts.push((name, delta)),
+        }
+        Ok(())
+    }
+
+    /// Writes the batch's counter changes (never below zero). Called once, before the commit,
+    /// so the counters are committed together with the rows they count.
+    pub(crate) fn flush_counters(&mut self) -> Result<()> {
+        for (name, delta) in std::mem::take(&mut self.pending_counts) {
+            let cur = match self.counters.get(name).map_err(backend)? {
+                Some(v) => decode_u64(v.value())?,
+                None => 0,
+            };
+            let next = (i128::from(cur) + delta).clamp(0, i128::from(u64::MAX)) as u64;
+            self.counters
+                .insert(name, encode_u64(next).as_slice())
+                .map_err(backend)?;
+        }
         Ok(())
     }
 

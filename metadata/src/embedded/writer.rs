@@ -149,6 +149,11 @@ fn run_batch(db: &Database, batch: &mut Vec<Job>) {
                 }
                 finishes.push(finish);
             }
+            if fatal.is_none() {
+                if let Err(e) = tables.flush_counters() {
+                    fatal = Some(e.to_string());
+                }
+            }
         }
         Err(e) => {
             tracing::error!(error = %e, "metadata: cannot open tables");

@@ -121,7 +121,7 @@ pub async fn list_long_keys(s: Store) {
     assert_eq!(p, [format!("{}/", "y".repeat(500))]);
     assert_eq!(k.len(), 3);
     let (k, _, _) = page(&s, &b, query(&k1[..1023], None, Some(&k1), 10)).await;
-    assert_eq!(k, [k2.clone()]);
+    assert_eq!(k, std::slice::from_ref(&k2));
     assert_eq!(s.get_object(&b, &k4).await.unwrap().unwrap().key, k4);
 }
 
