@@ -105,6 +105,9 @@ pub struct Request<'a> {
     pub body: Vec<u8>,
     /// Send only this many bytes of the body (then close), while declaring the full length.
     pub truncate_body_at: Option<usize>,
+    /// The `x-amz-content-sha256` to sign instead of the body's SHA-256 (for example
+    /// `STREAMING-UNSIGNED-PAYLOAD-TRAILER`).
+    pub payload_hash: Option<String>,
 }
 
 impl<'a> Request<'a> {
@@ -116,6 +119,7 @@ impl<'a> Request<'a> {
             headers: Vec::new(),
             body: Vec::new(),
             truncate_body_at: None,
+            payload_hash: None,
         }
     }
 
@@ -182,7 +186,10 @@ impl Client {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join("&");
-        let payload_hash = hex::encode(Sha256::digest(&req.body));
+        let payload_hash = req
+            .payload_hash
+            .clone()
+            .unwrap_or_else(|| hex::encode(Sha256::digest(&req.body)));
         let (date, stamp) = amz_date();
         let mut headers: Vec<(String, String)> = req.headers.clone();
         headers.push(("host".into(), host.clone()));

@@ -755,6 +755,117 @@ async fn malformed_xml_and_multipart_errors() {
     c.stop().await;
 }
 
+/// An aws-chunked body with unsigned chunks and a trailer, as current SDKs send by default.
+fn aws_chunked_with_trailer(data: &[u8], trailer: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in data.chunks(64 * 1024) {
+        out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("0\r\n{trailer}\r\n\r\n").as_bytes());
+    out
+}
+
+fn trailer_put<'a>(path: &'a str, data: &[u8], crc: &str) -> Request<'a> {
+    let mut req = Request::new("PUT", path)
+        .header("content-encoding", "aws-chunked")
+        .header("x-amz-decoded-content-length", &data.len().to_string())
+        .header("x-amz-trailer", "x-amz-checksum-crc32")
+        .header("x-amz-sdk-checksum-algorithm", "CRC32")
+        .body(aws_chunked_with_trailer(
+            data,
+            &format!("x-amz-checksum-crc32:{crc}"),
+        ));
+    req.payload_hash = Some("STREAMING-UNSIGNED-PAYLOAD-TRAILER".into());
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trailer_checksums_and_full_object_multipart_checksums() {
+    let c = Cluster::start().await;
+    c.create_bucket("sums").await;
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+    let good = b64(&crc32(&data).to_be_bytes());
+
+    // A trailer that does not match the body: BadDigest, and nothing is created.
+    let r = c
+        .client
+        .send(trailer_put("/sums/t", &data, "AAAAAA=="))
+        .await;
+    expect_error(&r, 400, "BadDigest");
+    assert!(!c.exists("sums", "t").await);
+    // The right trailer: stored, and returned with checksum mode.
+    let r = c.client.send(trailer_put("/sums/t", &data, &good)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = c
+        .client
+        .send(Request::new("GET", "/sums/t").header("x-amz-checksum-mode", "ENABLED"))
+        .await;
+    assert_eq!(r.body, data);
+    assert_eq!(r.header("x-amz-checksum-crc32"), Some(good.as_str()));
+
+    // A FULL_OBJECT CRC32 multipart upload: the object's CRC32 is the CRC32 of all its bytes,
+    // combined from the parts without reading them again.
+    let r = c
+        .client
+        .send(
+            Request::new("POST", "/sums/mp")
+                .query("uploads", "")
+                .header("x-amz-checksum-algorithm", "CRC32")
+                .header("x-amz-checksum-type", "FULL_OBJECT"),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let upload = xml_value(&r.text(), "UploadId").expect("upload id");
+    let part1: Vec<u8> = (0..5 * 1024 * 1024 + 3).map(|i| (i % 239) as u8).collect();
+    let part2 = data.clone();
+    let mut xml = String::from("<CompleteMultipartUpload>");
+    for (n, part) in [("1", &part1), ("2", &part2)] {
+        let crc = b64(&crc32(part).to_be_bytes());
+        let r = c
+            .client
+            .send(
+                Request::new("PUT", "/sums/mp")
+                    .query("partNumber", n)
+                    .query("uploadId", &upload)
+                    .header("x-amz-checksum-crc32", &crc)
+                    .body(part.clone()),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-amz-checksum-crc32"), Some(crc.as_str()));
+        let etag = r.header("etag").expect("etag");
+        xml.push_str(&format!(
+            "<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag><ChecksumCRC32>{crc}</ChecksumCRC32></Part>"
+        ));
+    }
+    xml.push_str("</CompleteMultipartUpload>");
+    let whole = [part1, part2].concat();
+    let expected = b64(&crc32(&whole).to_be_bytes());
+    let r = c
+        .client
+        .send(
+            Request::new("POST", "/sums/mp")
+                .query("uploadId", &upload)
+                .body(xml),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        xml_value(&r.text(), "ChecksumCRC32").as_deref(),
+        Some(expected.as_str())
+    );
+    let r = c
+        .client
+        .send(Request::new("HEAD", "/sums/mp").header("x-amz-checksum-mode", "ENABLED"))
+        .await;
+    assert_eq!(r.header("x-amz-checksum-crc32"), Some(expected.as_str()));
+    assert_eq!(r.header("x-amz-checksum-type"), Some("FULL_OBJECT"));
+    assert_eq!(c.get("sums", "mp").await.body, whole);
+    c.stop().await;
+}
+
 /// CRC-32 (IEEE), bit by bit: an independent check of the gateway's value.
 fn crc32(data: &[u8]) -> u32 {
     let mut crc = !0u32;
