@@ -316,10 +316,7 @@ fn parse(buf: &[u8]) -> Response {
 
 fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
         let size_line = String::from_utf8_lossy(&raw[..eol]).into_owned();
         let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
             .unwrap_or(0);
