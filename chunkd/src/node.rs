@@ -30,7 +30,7 @@ const MAX_CONNECTIONS: usize = 1024;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Everything a node needs; the binary fills it from flags and `CHUNKD_*` variables.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct NodeConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
@@ -46,6 +46,24 @@ pub struct NodeConfig {
     /// Scrubber read rate in bytes per second; 0 disables the scrubber.
     pub scrub_rate: u64,
     pub max_chunk_size: u64,
+}
+
+impl std::fmt::Debug for NodeConfig {
+    // Hand-written so the cluster secret never ends up in a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeConfig")
+            .field("data_dir", &self.data_dir)
+            .field("listen", &self.listen)
+            .field("cluster_secret", &"<redacted>")
+            .field("advertise", &self.advertise)
+            .field("zone", &self.zone)
+            .field("capacity", &self.capacity)
+            .field("gateways", &self.gateways)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("scrub_rate", &self.scrub_rate)
+            .field("max_chunk_size", &self.max_chunk_size)
+            .finish()
+    }
 }
 
 impl NodeConfig {

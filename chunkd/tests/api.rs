@@ -286,6 +286,32 @@ async fn oversized_body_gets_413_and_keeps_nothing() {
     assert!(files_below(&dir.path().join("tmp")).is_empty());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_node_answers_507_and_keeps_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Chunkd::start(dir.path(), &["--capacity", "1500"]);
+    let client = node.client();
+    let first = Bytes::from(data(40, 1000));
+    let second = Bytes::from(data(41, 1000));
+    assert_eq!(
+        client.put(&id_of(&first), first.clone()).await.unwrap(),
+        PutOutcome::Created
+    );
+    let err = client
+        .put(&id_of(&second), second.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::InsufficientStorage), "{err:?}");
+    assert_eq!(client.head(&id_of(&second)).await.unwrap(), None);
+    assert!(files_below(&dir.path().join("tmp")).is_empty());
+    // Re-putting what it already holds needs no room.
+    assert_eq!(
+        client.put(&id_of(&first), first).await.unwrap(),
+        PutOutcome::AlreadyPresent
+    );
+    assert_eq!(client.health().await.unwrap().used_bytes, 1000);
+}
+
 #[test]
 fn every_flag_can_come_from_the_environment() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,272 @@
+//! chunkd throughput benchmark: PUT and GET of 1 MiB chunks with 1 and 8 concurrent clients on
+//! loopback, next to a plain write of the same bytes with fsync on the same disk, in the same
+//! run.
+//!
+//! Run: `cargo run --release -p sdfbs-chunkd --example chunkd_bench`
+//!
+//! Environment: `CHUNKD_BENCH_DIR` (default: the system temp dir) picks the disk;
+//! `CHUNKD_BENCH_CHUNKS` (default 256) the number of 1 MiB chunks per measurement;
+//! `CHUNKD_BENCH_ROUNDS` (default 3) how many rounds; the figures are the median per
+//! measurement (the machine is shared, so single runs are noisy).
+//!
+//! The node runs in-process (`chunkd::start`) on 127.0.0.1 with its own HTTP listener; the
+//! clients are `ChunkClient`s, exactly what the gateway uses. The baseline writes every chunk
+//! to its own file with `write_all` + `fsync` (what a PUT must do at the least), with 1 and 8
+//! threads. Each PUT phase stores fresh chunks, so every PUT really writes and fsyncs.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chunkd::{ChunkClient, NodeConfig, PutOutcome};
+use sha2::{Digest, Sha256};
+
+const CHUNK: usize = 1 << 20;
+const SECRET: &str = "bench-secret";
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn main() -> Result<()> {
+    let chunks: usize = std::env::var("CHUNKD_BENCH_CHUNKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let rounds: usize = std::env::var("CHUNKD_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let base = std::env::var_os("CHUNKD_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::tempdir_in(&base)?;
+    println!(
+        "chunkd_bench: {rounds} rounds, {chunks} chunks of 1 MiB per measurement, data in {}",
+        dir.path().display()
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(dir.path(), chunks, rounds))
+}
+
+/// The six measurements of one round, in MiB/s.
+#[derive(Clone, Copy, Default)]
+struct Round {
+    plain1: f64,
+    plain8: f64,
+    put1: f64,
+    put8: f64,
+    get1: f64,
+    get8: f64,
+}
+
+async fn run(dir: &Path, chunks: usize, rounds: usize) -> Result<()> {
+    let mut config = NodeConfig::new(dir.join("node"), "127.0.0.1:0".parse()?, SECRET);
+    config.scrub_rate = 0; // measure the request path, not the background scrubber
+    let node = chunkd::start(config).await?;
+    let client = ChunkClient::new(&format!("http://{}", node.local_addr()), SECRET);
+    let plain_dir = dir.join("plain");
+    std::fs::create_dir_all(&plain_dir)?;
+
+    let mut results = Vec::new();
+    for round in 0..rounds as u64 {
+        // Fresh data for every phase, so every write really writes.
+        let set = |phase: u64| Arc::new(make_chunks(round * 4 + phase, chunks));
+        let mib = chunks as f64;
+        let rate = |d: Duration| mib / d.as_secs_f64();
+        let (plain_set1, plain_set8) = (set(0), set(1));
+        let plain1 = rate(plain_write(&plain_dir, &plain_set1, 1).await?);
+        let plain8 = rate(plain_write(&plain_dir, &plain_set8, 8).await?);
+        drop((plain_set1, plain_set8));
+        let (put_set1, put_set8) = (set(2), set(3));
+        let put1 = rate(timed(put_all(&client, &put_set1, 1)).await?);
+        let put8 = rate(timed(put_all(&client, &put_set8, 8)).await?);
+        let get1 = rate(timed(get_all(&client, &put_set1, 1)).await?);
+        let get8 = rate(timed(get_all(&client, &put_set8, 8)).await?);
+        // Untimed: the bytes read back are the bytes written.
+        verify_all(&client, &put_set8).await?;
+        let r = Round {
+            plain1,
+            plain8,
+            put1,
+            put8,
+            get1,
+            get8,
+        };
+        println!(
+            "round {}: plain1 {:.0}, plain8 {:.0}, put1 {:.0}, put8 {:.0}, get1 {:.0}, get8 {:.0} MiB/s",
+            round + 1, r.plain1, r.plain8, r.put1, r.put8, r.get1, r.get8
+        );
+        results.push(r);
+        std::fs::remove_dir_all(&plain_dir)?;
+        std::fs::create_dir_all(&plain_dir)?;
+    }
+    node.shutdown().await?;
+
+    let median = |f: fn(&Round) -> f64| {
+        let mut v: Vec<f64> = results.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let m = Round {
+        plain1: median(|r| r.plain1),
+        plain8: median(|r| r.plain8),
+        put1: median(|r| r.put1),
+        put8: median(|r| r.put8),
+        get1: median(|r| r.get1),
+        get8: median(|r| r.get8),
+    };
+    println!();
+    println!("Median of {rounds} rounds:");
+    println!();
+    println!("| measurement | clients | MiB/s |");
+    println!("| --- | --- | --- |");
+    println!(
+        "| plain write + fsync, 1 file per chunk | 1 | {:.0} |",
+        m.plain1
+    );
+    println!(
+        "| plain write + fsync, 1 file per chunk | 8 | {:.0} |",
+        m.plain8
+    );
+    println!("| chunkd PUT 1 MiB | 1 | {:.0} |", m.put1);
+    println!("| chunkd PUT 1 MiB | 8 | {:.0} |", m.put8);
+    println!("| chunkd GET 1 MiB | 1 | {:.0} |", m.get1);
+    println!("| chunkd GET 1 MiB | 8 | {:.0} |", m.get8);
+    println!();
+    println!(
+        "PUT at 8 clients = {:.0} % of the plain fsync write rate at 8 writers ({:.0} % of 1 writer); target >= 70 %",
+        100.0 * m.put8 / m.plain8,
+        100.0 * m.put8 / m.plain1
+    );
+    println!(
+        "GET at 8 clients = {:.2} GiB/s; target >= 1 GiB/s",
+        m.get8 / 1024.0
+    );
+    Ok(())
+}
+
+fn make_chunks(phase: u64, n: usize) -> Vec<(String, Bytes)> {
+    (0..n as u64)
+        .map(|i| {
+            let mut x = (phase << 32 | i).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut data = Vec::with_capacity(CHUNK);
+            while data.len() < CHUNK {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                data.extend_from_slice(&x.to_le_bytes());
+            }
+            let id = hex::encode(Sha256::digest(&data));
+            (id, Bytes::from(data))
+        })
+        .collect()
+}
+
+async fn timed<F: std::future::Future<Output = Result<()>>>(f: F) -> Result<Duration> {
+    let started = Instant::now();
+    f.await?;
+    Ok(started.elapsed())
+}
+
+/// The baseline: each chunk written to its own file and fsynced, by `writers` threads.
+async fn plain_write(
+    dir: &Path,
+    set: &Arc<Vec<(String, Bytes)>>,
+    writers: usize,
+) -> Result<Duration> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let set = Arc::clone(set);
+        let dir = dir.to_owned();
+        tasks.push(tokio::task::spawn_blocking(move || -> Result<()> {
+            for (id, data) in set.iter().skip(w).step_by(writers) {
+                let mut file = std::fs::File::create(dir.join(id))?;
+                file.write_all(data)?;
+                file.sync_data()?;
+            }
+            Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(started.elapsed())
+}
+
+/// Reads every chunk back and compares the bytes (outside the timed phases).
+async fn verify_all(client: &ChunkClient, set: &Arc<Vec<(String, Bytes)>>) -> Result<()> {
+    for (id, data) in set.iter() {
+        if client.get(id).await? != *data {
+            return Err(format!("chunk {id}: wrong bytes returned").into());
+        }
+    }
+    Ok(())
+}
+
+/// Runs `op` on every chunk of `set`, spread over `clients` concurrent tasks.
+async fn each_chunk<F, Fut>(set: &Arc<Vec<(String, Bytes)>>, clients: usize, op: F) -> Result<()>
+where
+    F: Fn(String, Bytes) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let set = Arc::clone(set);
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            for (id, data) in set.iter().skip(c).step_by(clients) {
+                op(id.clone(), data.clone()).await?;
+            }
+            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(())
+}
+
+async fn put_all(
+    client: &ChunkClient,
+    set: &Arc<Vec<(String, Bytes)>>,
+    clients: usize,
+) -> Result<()> {
+    let client = client.clone();
+    each_chunk(set, clients, move |id, data| {
+        let client = client.clone();
+        async move {
+            match client.put(&id, data).await? {
+                PutOutcome::Created => Ok(()),
+                PutOutcome::AlreadyPresent => {
+                    Err(format!("chunk {id} unexpectedly already present").into())
+                }
+            }
+        }
+    })
+    .await
+}
+
+async fn get_all(
+    client: &ChunkClient,
+    set: &Arc<Vec<(String, Bytes)>>,
+    clients: usize,
+) -> Result<()> {
+    let client = client.clone();
+    each_chunk(set, clients, move |id, data| {
+        let client = client.clone();
+        async move {
+            let got = client.get(&id).await?;
+            if got.len() != data.len() {
+                return Err(format!("chunk {id}: {} bytes, not {}", got.len(), data.len()).into());
+            }
+            Ok(())
+        }
+    })
+    .await
+}
