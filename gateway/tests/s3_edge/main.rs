@@ -24,6 +24,8 @@ const ROOT_KEY: &str = "ROOTKEYFORTESTS";
 const ROOT_SECRET: &str = "root-secret-for-tests";
 const LIMITED_KEY: &str = "LIMITEDKEY";
 const LIMITED_SECRET: &str = "limited-secret";
+const CREATOR_KEY: &str = "CREATORKEY";
+const CREATOR_SECRET: &str = "creator-secret";
 
 /// A running cluster; `stop` shuts everything down (tests call it at the end).
 struct Cluster {
@@ -87,6 +89,7 @@ impl Cluster {
         for (id, secret, root) in [
             (ROOT_KEY, ROOT_SECRET, true),
             (LIMITED_KEY, LIMITED_SECRET, false),
+            (CREATOR_KEY, CREATOR_SECRET, false),
         ] {
             meta.create_access_key(AccessKeyRecord {
                 access_key_id: id.into(),
@@ -95,7 +98,7 @@ impl Cluster {
                 created: now_millis(),
                 is_root: root,
                 permissions: BTreeMap::new(),
-                can_create_buckets: false,
+                can_create_buckets: id == CREATOR_KEY,
             })
             .await
             .expect("create key");
@@ -270,6 +273,136 @@ async fn authentication_and_permissions() {
         .send(Request::new("PUT", "/private/copy2").header("x-amz-copy-source", "/closed/secret"))
         .await;
     expect_error(&r, 403, "AccessDenied");
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creators_own_their_buckets_and_lose_them_on_delete() {
+    let c = Cluster::start().await;
+    let creator = c.client.with_key(CREATOR_KEY, CREATOR_SECRET);
+    let r = creator.send(Request::new("PUT", "/made-by-creator")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = creator
+        .send(Request::new("PUT", "/made-by-creator/k").body("v"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = creator.send(Request::new("GET", "/")).await;
+    assert_eq!(
+        xml_values(&r.text(), "Name"),
+        vec!["made-by-creator".to_string()]
+    );
+    // Another key sees nothing of it.
+    let limited = c.client.with_key(LIMITED_KEY, LIMITED_SECRET);
+    let r = limited
+        .send(Request::new("GET", "/made-by-creator/k"))
+        .await;
+    expect_error(&r, 403, "AccessDenied");
+    // A bucket of the same name created later by someone else is not the creator's.
+    let r = creator
+        .send(Request::new("DELETE", "/made-by-creator/k"))
+        .await;
+    assert_eq!(r.status, 204);
+    let r = creator
+        .send(Request::new("DELETE", "/made-by-creator"))
+        .await;
+    assert_eq!(r.status, 204);
+    c.create_bucket("made-by-creator").await;
+    let r = creator.send(Request::new("GET", "/made-by-creator")).await;
+    expect_error(&r, 403, "AccessDenied");
+    let r = creator.send(Request::new("PUT", "/made-by-creator")).await;
+    expect_error(&r, 409, "BucketAlreadyExists");
+    c.stop().await;
+}
+
+/// The aws CLIs installed here (v2 from Debian, v1 from PyPI) against the S3 layer: multipart
+/// upload with the CLI's default checksum behaviour, download, listing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_cli_round_trip() {
+    let mut clis: Vec<String> = Vec::new();
+    for candidate in ["/usr/bin/aws", "aws"] {
+        let ok = tokio::process::Command::new(candidate)
+            .arg("--version")
+            .output()
+            .await
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            clis.push(candidate.to_string());
+        }
+    }
+    if clis.is_empty() {
+        assert!(
+            std::env::var("SDFBS_REQUIRE_E2E").as_deref() != Ok("1"),
+            "aws CLI not found and SDFBS_REQUIRE_E2E=1"
+        );
+        println!("skipped: no aws CLI installed");
+        return;
+    }
+    let c = Cluster::start().await;
+    c.create_bucket("cli").await;
+    let work = tempfile::tempdir().expect("temp dir");
+    let data: Vec<u8> = (0..20 * 1024 * 1024 + 123u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let input = work.path().join("input.bin");
+    std::fs::write(&input, &data).expect("write input");
+    let endpoint = format!("http://{}", c.client.addr);
+    for (i, cli) in clis.iter().enumerate() {
+        let run = |args: Vec<String>| {
+            let mut cmd = tokio::process::Command::new(cli);
+            cmd.args(["--endpoint-url", &endpoint])
+                .args(args)
+                .env("AWS_ACCESS_KEY_ID", ROOT_KEY)
+                .env("AWS_SECRET_ACCESS_KEY", ROOT_SECRET)
+                .env("AWS_DEFAULT_REGION", client::REGION)
+                .env("AWS_CONFIG_FILE", work.path().join("no-config"))
+                .env(
+                    "AWS_SHARED_CREDENTIALS_FILE",
+                    work.path().join("no-credentials"),
+                );
+            async move {
+                let out = cmd.output().await.expect("run aws");
+                assert!(
+                    out.status.success(),
+                    "{cli}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                String::from_utf8_lossy(&out.stdout).into_owned()
+            }
+        };
+        let key = format!("s3://cli/obj-{i}");
+        let output = work.path().join(format!("output-{i}.bin"));
+        run(vec![
+            "s3".into(),
+            "cp".into(),
+            input.display().to_string(),
+            key.clone(),
+        ])
+        .await;
+        run(vec![
+            "s3".into(),
+            "cp".into(),
+            key.clone(),
+            output.display().to_string(),
+        ])
+        .await;
+        let back = std::fs::read(&output).expect("read output");
+        assert!(back == data, "{cli}: downloaded bytes differ");
+        let listing = run(vec!["s3".into(), "ls".into(), "s3://cli/".into()]).await;
+        assert!(listing.contains(&format!("obj-{i}")), "{cli}: {listing}");
+        let head = run(vec![
+            "s3api".into(),
+            "head-object".into(),
+            "--bucket".into(),
+            "cli".into(),
+            "--key".into(),
+            format!("obj-{i}"),
+        ])
+        .await;
+        assert!(
+            head.contains(&format!("\"ContentLength\": {}", data.len())),
+            "{cli}: {head}"
+        );
+    }
     c.stop().await;
 }
 
