@@ -18,6 +18,10 @@ use std::time::Duration;
     about = "SDFBS: an S3-compatible object store for backups"
 )]
 pub struct Cli {
+    /// Configuration file (TOML, the flags' names): flags and SDFBS_* variables take
+    /// precedence over it.
+    #[arg(long, env = "SDFBS_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -59,9 +63,10 @@ pub struct ServeArgs {
 
 #[derive(Args, Debug)]
 pub struct GatewayArgs {
-    /// Metadata store: `embedded:PATH` (one gateway) or `scylla:HOST[,HOST...]/KEYSPACE`.
+    /// Metadata store: `embedded:PATH` (one gateway) or `scylla:HOST[,HOST...]/KEYSPACE`
+    /// (required, here or in the --config file).
     #[arg(long, env = "SDFBS_METADATA")]
-    pub metadata: String,
+    pub metadata: Option<String>,
     /// Secret shared with the chunkd nodes. Default: generated once and kept in metadata.
     #[arg(long, env = "SDFBS_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
@@ -147,6 +152,7 @@ mod tests {
         .map_err(|e| e.to_string());
         let Ok(Cli {
             command: Command::Gateway(g),
+            ..
         }) = cli
         else {
             panic!("did not parse: {cli:?}");

@@ -1,13 +1,16 @@
-//! The `sdfbs` binary: parses the command line and runs the chosen command (`gateway`, `dev`,
-//! `key`). The servers and the pipeline live in the `sdfbs_gateway` library; this file only
-//! wires flags and the environment to them, and turns errors into one readable line.
+//! The `sdfbs` binary: parses the command line (and the optional `--config` file) and runs the
+//! chosen command (`gateway`, `dev`, `key`). The servers and the pipeline live in the
+//! `sdfbs_gateway` library; this file only wires flags, the environment and the file to them,
+//! and turns errors into one readable line.
 
 mod cli;
+mod config;
 mod dev;
 mod keys;
 
+use anyhow::anyhow;
 use anyhow::Result;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, Command, GatewayArgs};
 use sdfbs_gateway::credentials::Given;
 use sdfbs_gateway::membership::MembershipConfig;
@@ -16,7 +19,18 @@ use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    let cli = match with_config_file(cli, &matches) {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("sdfbs: error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     // `sdfbs dev` runs the nodes in-process: their per-chunk request lines would drown the
     // gateway's, so they are quieter by default there.
     let default_filter = match cli.command {
@@ -49,6 +63,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// Fills settings not given by flags or variables from the `--config` file, if any.
+fn with_config_file(mut cli: Cli, matches: &clap::ArgMatches) -> Result<Cli> {
+    let Some(path) = cli.config.clone() else {
+        return Ok(cli);
+    };
+    let file = config::load(&path)?;
+    match (&mut cli.command, matches.subcommand()) {
+        (Command::Gateway(args), Some((_, sub))) => config::apply_gateway(args, &file, sub)?,
+        (Command::Dev(args), Some((_, sub))) => config::apply_dev(args, &file, sub)?,
+        _ => {}
+    }
+    Ok(cli)
+}
+
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Gateway(args) => gateway(args).await,
@@ -69,7 +97,10 @@ fn given_from_env(cluster_secret: Option<String>) -> Given {
 }
 
 async fn gateway(args: GatewayArgs) -> Result<()> {
-    let meta = server::open_metadata(&args.metadata).await?;
+    let spec = args.metadata.as_deref().ok_or_else(|| {
+        anyhow!("no metadata store: give --metadata embedded:PATH or scylla:HOST[,HOST...]/KEYSPACE (or SDFBS_METADATA, or `metadata` in the --config file)")
+    })?;
+    let meta = server::open_metadata(spec).await?;
     let running = server::start(GatewayOptions {
         meta,
         s3_listen: args.serve.s3_listen,

@@ -288,3 +288,34 @@ fn dev_runs_a_cluster_and_keeps_its_credentials() {
     assert!(data_dir.join("meta.redb").exists());
     assert!(data_dir.join("node-3").is_dir());
 }
+
+#[test]
+fn gateway_takes_its_settings_from_a_config_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("sdfbs.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "metadata = \"embedded:{}\"\ncluster_secret = \"file-secret\"\ns3_listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nreplication = 3\n",
+            dir.path().join("meta.redb").display()
+        ),
+    )
+    .expect("write config");
+    let mut gw = Proc::spawn(
+        &["gateway", "--config", config.to_str().expect("utf-8 path")],
+        &[],
+    );
+    let admin = gw.line_after("sdfbs: admin listening on ");
+    assert_eq!(health(&admin)["replication"], 3);
+    let status = gw.terminate();
+    assert!(status.success(), "sdfbs exited with {status}");
+
+    // A misspelt setting is an error, not silently ignored.
+    std::fs::write(&config, "replicaton = 3\n").expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_sdfbs"))
+        .args(["gateway", "--config", config.to_str().expect("utf-8 path")])
+        .output()
+        .expect("run sdfbs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("replicaton"));
+}
