@@ -6,9 +6,11 @@
 //! outputs, as the s3s-fs sample backend does. One file per family of operations:
 //!
 //! * `buckets.rs`: CreateBucket, HeadBucket, DeleteBucket, ListBuckets, GetBucketLocation;
-//! * `objects.rs`: PutObject, GetObject, HeadObject, DeleteObject(s), CopyObject;
+//! * `objects.rs`: PutObject, GetObject, HeadObject, DeleteObject(s);
+//! * `copy.rs`: CopyObject (and the copy source of UploadPartCopy), moving no data;
 //! * `listing.rs`: ListObjects v1 and v2 (encoding-type=url);
-//! * `multipart.rs`: the multipart upload operations;
+//! * `multipart.rs`: the multipart upload operations, `assemble.rs` the validation of a
+//!   completed part list;
 //! * `auth.rs` (who may do what), `checksum.rs` (MD5, x-amz-checksum-*), `conditions.rs`,
 //!   `range.rs`, `names.rs`, `body.rs` (streams) and `error.rs` (the one mapping of lower-layer
 //!   errors to S3 errors).
@@ -19,11 +21,13 @@
 //! only thing that makes data visible, so a body that ended early or failed its signature or
 //! checksum leaves no object behind (its chunks are unreferenced garbage for the collector).
 
+mod assemble;
 mod auth;
 mod body;
 mod buckets;
 mod checksum;
 mod conditions;
+mod copy;
 mod error;
 mod listing;
 mod multipart;
@@ -155,7 +159,7 @@ impl S3 for SdfbsS3 {
         &self,
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
-        objects::copy(&self.gw, req).await
+        copy::copy(&self.gw, req).await
     }
 
     async fn list_objects(

@@ -1,0 +1,187 @@
+//! CopyObject, and the copy-source handling it shares with UploadPartCopy.
+//!
+//! A copy writes no data: the new object row points at the source's manifest (the commit adds
+//! one chunk ref per entry for the new version). The caller needs Write on the destination
+//! (checked by `auth.rs`) and Read on the source (checked here), and the source's
+//! `x-amz-copy-source-if-*` conditions must hold (412 otherwise).
+
+use crate::s3::auth::{self, Caller};
+use crate::s3::checksum::Algorithm;
+use crate::s3::conditions::ReadConditions;
+use crate::s3::error;
+use crate::s3::objects::{checksum_fields, load_object, StoredHeaders};
+use crate::s3::{load_bucket, names, new_id, timestamp};
+use crate::state::Gateway;
+use s3s::dto::*;
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+use sdfbs_metadata::{now_millis, BucketRecord, ObjectRecord, Permission, PutCondition};
+
+/// The bucket and key of an `x-amz-copy-source`; versions other than `null` do not exist
+/// (buckets are not versioned yet).
+pub fn copy_source(source: &CopySource) -> S3Result<(String, String)> {
+    match source {
+        CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } => {
+            if version_id.as_deref().is_some_and(|v| v != "null") {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::NoSuchVersion,
+                    "The specified version does not exist (buckets are not versioned)",
+                ));
+            }
+            names::check_bucket_name(bucket)?;
+            names::check_key(key)?;
+            Ok((bucket.to_string(), key.to_string()))
+        }
+        _ => Err(S3Error::with_message(
+            S3ErrorCode::NotImplemented,
+            "copy sources must be bucket/key (access points and outposts are not supported)",
+        )),
+    }
+}
+
+/// Loads a copy source the caller may read, checking its `x-amz-copy-source-if-*` conditions.
+pub async fn load_copy_source(
+    gw: &Gateway,
+    caller: &Caller,
+    source: &CopySource,
+    conditions: ReadConditions<'_>,
+) -> S3Result<(BucketRecord, ObjectRecord)> {
+    let (bucket_name, key) = copy_source(source)?;
+    caller.require(&bucket_name, Permission::Read)?;
+    let bucket = load_bucket(gw, &bucket_name).await?;
+    let object = load_object(gw, &bucket, &key).await?;
+    conditions.check_copy_source(&object)?;
+    Ok((bucket, object))
+}
+
+/// The manifest of `object`, checked to cover exactly its size (a concurrent overwrite of the
+/// source may have released it between the two reads: then the copy fails rather than commit a
+/// manifest that does not match the object row).
+pub async fn manifest_of(
+    gw: &Gateway,
+    object: &ObjectRecord,
+) -> S3Result<Vec<sdfbs_metadata::ManifestEntry>> {
+    let manifest = gw
+        .meta
+        .get_manifest(&object.version_id)
+        .await
+        .map_err(error::meta)?;
+    let total: u64 = manifest.iter().map(|e| e.size).sum();
+    if total != object.size {
+        return Err(S3Error::with_message(
+            S3ErrorCode::NoSuchKey,
+            "The copy source was replaced or deleted while it was being copied; retry",
+        ));
+    }
+    Ok(manifest)
+}
+
+pub async fn copy(
+    gw: &Gateway,
+    req: S3Request<CopyObjectInput>,
+) -> S3Result<S3Response<CopyObjectOutput>> {
+    let caller = auth::caller(&req)?;
+    let input = req.input;
+    let dst_bucket = load_bucket(gw, &input.bucket).await?;
+    names::check_key(&input.key)?;
+    let (src_bucket, source) = load_copy_source(
+        gw,
+        &caller,
+        &input.copy_source,
+        ReadConditions {
+            if_match: input.copy_source_if_match.as_ref(),
+            if_none_match: input.copy_source_if_none_match.as_ref(),
+            if_modified_since: input.copy_source_if_modified_since.as_ref(),
+            if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
+        },
+    )
+    .await?;
+    let replace = match input.metadata_directive.as_ref().map(|d| d.as_str()) {
+        None | Some(MetadataDirective::COPY) => false,
+        Some(MetadataDirective::REPLACE) => true,
+        Some(other) => {
+            return Err(S3Error::with_message(
+                S3ErrorCode::InvalidArgument,
+                format!("Unknown metadata directive `{other}`"),
+            ))
+        }
+    };
+    if !replace && src_bucket.id == dst_bucket.id && source.key == input.key {
+        return Err(S3Error::with_message(
+            S3ErrorCode::InvalidRequest,
+            "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
+        ));
+    }
+    if let Some(a) = input.checksum_algorithm.as_ref() {
+        let a = Algorithm::parse(a.as_str())?;
+        if !source.checksums.contains_key(a.name()) {
+            return Err(S3Error::with_message(
+                S3ErrorCode::NotImplemented,
+                "a copy cannot compute a new checksum algorithm (copies move no data); copy with the source's algorithm",
+            ));
+        }
+    }
+    let stored = if replace {
+        StoredHeaders::new(
+            input.content_type,
+            input.cache_control,
+            input.content_disposition,
+            input.content_encoding,
+            input.content_language,
+            input.expires.as_ref(),
+            input.metadata,
+        )?
+    } else {
+        StoredHeaders {
+            content_type: source.content_type.clone(),
+            headers: source.headers.clone(),
+            user_metadata: source.user_metadata.clone(),
+        }
+    };
+    let manifest = manifest_of(gw, &source).await?;
+    let record = ObjectRecord {
+        key: input.key,
+        version_id: new_id(),
+        size: source.size,
+        etag: source.etag.clone(),
+        last_modified: now_millis(),
+        content_type: stored.content_type,
+        headers: stored.headers,
+        user_metadata: stored.user_metadata,
+        checksums: source.checksums.clone(),
+        checksum_type: source.checksum_type.clone(),
+        parts: source.parts.clone(),
+        delete_marker: false,
+        owner: caller.access_key_id().to_string(),
+    };
+    let last_modified = record.last_modified;
+    // No placements: the chunks are already recorded with their replicas; the commit adds one
+    // ref per manifest entry for the new version.
+    gw.meta
+        .commit_object(
+            &dst_bucket,
+            record,
+            manifest,
+            Vec::new(),
+            PutCondition::None,
+        )
+        .await
+        .map_err(error::meta)?;
+    let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum_fields(&source.checksums);
+    Ok(S3Response::new(CopyObjectOutput {
+        copy_object_result: Some(CopyObjectResult {
+            e_tag: Some(ETag::Strong(source.etag)),
+            last_modified: Some(timestamp(last_modified)),
+            checksum_crc32: crc32,
+            checksum_crc32c: crc32c,
+            checksum_crc64nvme: crc64nvme,
+            checksum_sha1: sha1,
+            checksum_sha256: sha256,
+            checksum_type: source.checksum_type.map(ChecksumType::from),
+        }),
+        ..Default::default()
+    }))
+}
