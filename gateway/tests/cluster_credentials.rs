@@ -76,6 +76,6 @@ async fn generated_credentials_are_kept_and_the_root_key_is_unique() {
         root_access_key: Some("X".into()),
         ..Given::default()
     };
-    let err = bootstrap(meta.as_ref(), half).await.err().expect("refused");
+    let err = bootstrap(meta.as_ref(), half).await.expect_err("refused");
     assert!(err.to_string().contains("SDFBS_ROOT_SECRET_KEY"));
 }
