@@ -31,10 +31,16 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Three nodes, replication 2.
     pub async fn start() -> Cluster {
+        Cluster::start_with(3).await
+    }
+
+    /// `nodes` storage nodes, replication 2.
+    pub async fn start_with(node_count: usize) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut nodes = Vec::new();
-        for i in 0..3 {
+        for i in 0..node_count {
             let mut config = chunkd::NodeConfig::new(
                 dir.path().join(format!("node-{i}")),
                 "127.0.0.1:0".parse().expect("address"),

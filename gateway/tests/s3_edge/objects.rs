@@ -378,3 +378,20 @@ async fn aws_cli_round_trip() {
     }
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_few_nodes_is_503_and_creates_nothing() {
+    // One node cannot hold two replicas.
+    let c = Cluster::start_with(1).await;
+    c.create_bucket("few").await;
+    let r = c.put("few", "k", b"some bytes").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (503, "ServiceUnavailable"),
+        "{}",
+        r.text()
+    );
+    assert!(r.text().contains("replicas"), "{}", r.text());
+    assert!(!c.exists("few", "k").await);
+    c.stop().await;
+}
