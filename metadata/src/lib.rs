@@ -4,7 +4,7 @@
 //! replicas, chunk refs, multipart uploads, nodes, access keys, leases and a few settings) through
 //! this trait, so a single gateway can run on the embedded [redb](embedded) file and many
 //! stateless gateways can share a [ScyllaDB/Cassandra](scylla) cluster, with the same behaviour
-//! (held to by one conformance suite, `tests/conformance.rs`).
+//! (held to by one conformance suite, `tests/conformance/`).
 //!
 //! Invariants every backend keeps (DESIGN.md, "Metadata model"):
 //! * A commit of an object version is one unit: a reader sees the old version or the new one,

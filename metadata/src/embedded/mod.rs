@@ -227,8 +227,7 @@ impl MetadataStore for EmbeddedStore {
             let replaced = objects::check_commit(t, &bucket, &object.key, &condition)?;
             objects::check_chunks_known(t, &manifest, &placements)?;
             // Replica records and refs before the object row (the commit point).
-            t.record_placements(&placements)?;
-            t.add_refs(&manifest)?;
+            t.update_chunks(&placements, &manifest, &[])?;
             objects::install(t, &bucket.id, &object, &manifest, replaced.as_ref())?;
             Ok(CommitOutcome { replaced })
         })

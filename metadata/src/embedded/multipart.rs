@@ -71,29 +71,34 @@ pub(crate) fn put_part(
     check_chunks_known(t, &part.chunks, placements)?;
     let row = part_key(upload_id, part.number);
     let old: Option<PartRecord> = get(&t.parts, &row, "part")?;
-    t.record_placements(placements)?;
-    // Refs of the new part before the part row; the replaced part's refs are released after.
-    t.add_refs(&part.chunks)?;
+    // Replicas and refs of the new part in the same step as the release of the replaced
+    // part's refs, and the part row with them.
+    let released = old.map(|o| o.chunks).unwrap_or_default();
+    t.update_chunks(placements, &part.chunks, &released)?;
     put(&mut t.parts, &row, part)?;
-    if let Some(old) = old {
-        t.release_refs(&old.chunks)?;
-    }
     Ok(())
 }
 
-/// Removes the upload and all its parts, releasing their refs.
-fn drop_upload(t: &mut Tables<'_>, bucket_id: &str, key: &str, upload_id: &str) -> OpResult<()> {
+/// Removes the upload and all its parts; returns the chunk entries of all parts, whose refs
+/// the caller releases.
+fn drop_upload(
+    t: &mut Tables<'_>,
+    bucket_id: &str,
+    key: &str,
+    upload_id: &str,
+) -> OpResult<Vec<ManifestEntry>> {
     let parts = all_parts(&t.parts, upload_id, 0, usize::MAX)?;
-    for p in &parts {
-        t.release_refs(&p.chunks)?;
+    let mut entries = Vec::new();
+    for p in parts {
         t.parts
             .remove(part_key(upload_id, p.number).as_slice())
             .map_err(backend)?;
+        entries.extend(p.chunks);
     }
     t.uploads
         .remove(upload_key(bucket_id, key, upload_id).as_slice())
         .map_err(backend)?;
-    Ok(())
+    Ok(entries)
 }
 
 pub(crate) fn abort(
@@ -103,7 +108,9 @@ pub(crate) fn abort(
     upload_id: &str,
 ) -> OpResult<()> {
     check_upload(t, bucket, key, upload_id)?;
-    drop_upload(t, &bucket.id, key, upload_id)
+    let released = drop_upload(t, &bucket.id, key, upload_id)?;
+    t.release_refs(&released)?;
+    Ok(())
 }
 
 pub(crate) fn complete(
@@ -124,9 +131,10 @@ pub(crate) fn complete(
             None => return refuse(MetaError::InvalidPart(n)),
         }
     }
-    // The object's refs first, then the parts' refs go (net: unlisted parts are released).
-    t.add_refs(&manifest)?;
-    drop_upload(t, &bucket.id, &object.key, upload_id)?;
+    // The object's refs come and the parts' refs go in one step (net: the chunks of unlisted
+    // parts are released; those of listed parts never pass through zero).
+    let released = drop_upload(t, &bucket.id, &object.key, upload_id)?;
+    t.update_chunks(&[], &manifest, &released)?;
     install(t, &bucket.id, object, &manifest, replaced.as_ref())?;
     Ok(CommitOutcome { replaced })
 }

@@ -10,6 +10,7 @@ use crate::{now_millis, ChunkId, ChunkPlacement, ChunkRecord, ManifestEntry, Met
 use redb::{ReadableTable, Table, WriteTransaction};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 type T<'t> = Table<'t, &'static [u8], &'static [u8]>;
 
@@ -66,10 +67,7 @@ impl<'t> Tables<'t> {
 
     /// Adds `delta` to a stats counter (applied at the end of the batch).
     pub(crate) fn count(&mut self, name: &'static [u8], delta: i128) -> Result<()> {
-        match self.pending_counts.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, d)) => *d += delta,
-            None => self.pending_counts.push((name, delta)),
-        }
+        self.pending_counts_add(name, delta);
         Ok(())
     }
 
@@ -93,39 +91,49 @@ impl<'t> Tables<'t> {
         get(&self.chunks, &id.0, "chunk")
     }
 
-    /// Writes a chunk record and keeps the unreferenced index in step with its ref count.
-    fn put_chunk(&mut self, rec: &ChunkRecord) -> Result<()> {
-        put(&mut self.chunks, &rec.id.0, rec)?;
-        if rec.ref_count == 0 {
-            self.unreferenced
-                .insert(&rec.id.0[..], &[FORMAT_V1][..])
-                .map_err(backend)?;
-        } else {
-            self.unreferenced.remove(&rec.id.0[..]).map_err(backend)?;
+    /// Applies, in one pass, everything a request changes on chunk records: replicas written
+    /// (`placements`, merged into the records, creating new ones), one ref added per entry of
+    /// `add` and one released per entry of `release`. Each chunk record is read and written
+    /// once, and the indexes follow: a chunk enters `UNREFERENCED` (with `unreferenced_since`
+    /// = now) when its count ends at 0 and was not already there, and leaves it when its count
+    /// ends above 0. Callers have checked that every chunk of `add` has a record or a placement.
+    pub(crate) fn update_chunks(
+        &mut self,
+        placements: &[ChunkPlacement],
+        add: &[ManifestEntry],
+        release: &[ManifestEntry],
+    ) -> Result<()> {
+        // chunk -> (record, whether it is in the UNREFERENCED index now, changed)
+        let mut work: BTreeMap<ChunkId, (ChunkRecord, bool)> = BTreeMap::new();
+        let ids = placements
+            .iter()
+            .map(|p| p.chunk)
+            .chain(add.iter().map(|e| e.chunk))
+            .chain(release.iter().map(|e| e.chunk));
+        for id in ids {
+            if work.contains_key(&id) {
+                continue;
+            }
+            if let Some(rec) = self.get_chunk(&id)? {
+                let indexed = rec.ref_count == 0;
+                work.insert(id, (rec, indexed));
+            }
         }
-        Ok(())
-    }
-
-    /// Merges where replicas were written into the chunk records (creating new ones with no
-    /// refs yet: the refs follow from the manifest in the same transaction).
-    pub(crate) fn record_placements(&mut self, placements: &[ChunkPlacement]) -> Result<()> {
         for p in placements {
-            let mut rec = match self.get_chunk(&p.chunk)? {
-                Some(r) => r,
-                None => {
-                    self.count(C_CHUNKS, 1)?;
-                    self.count(C_CHUNK_BYTES, i128::from(p.size))?;
-                    ChunkRecord {
-                        id: p.chunk,
-                        size: p.size,
-                        replicas: Vec::new(),
-                        created: self.now,
-                        last_verified: self.now,
-                        ref_count: 0,
-                        unreferenced_since: self.now,
-                    }
-                }
-            };
+            let (rec, _) = work.entry(p.chunk).or_insert_with(|| {
+                self.pending_counts_add(C_CHUNKS, 1);
+                self.pending_counts_add(C_CHUNK_BYTES, i128::from(p.size));
+                let rec = ChunkRecord {
+                    id: p.chunk,
+                    size: p.size,
+                    replicas: Vec::new(),
+                    created: self.now,
+                    last_verified: self.now,
+                    ref_count: 0,
+                    unreferenced_since: self.now,
+                };
+                (rec, false)
+            });
             for node in &p.nodes {
                 if !rec.replicas.contains(node) {
                     rec.replicas.push(node.clone());
@@ -134,9 +142,45 @@ impl<'t> Tables<'t> {
                         .map_err(backend)?;
                 }
             }
-            self.put_chunk(&rec)?;
+        }
+        for e in add {
+            let (rec, _) = work.get_mut(&e.chunk).ok_or_else(|| {
+                MetaError::Corrupt(format!("chunk {} has no record but is referenced", e.chunk))
+            })?;
+            rec.ref_count += 1;
+        }
+        for e in release {
+            match work.get_mut(&e.chunk) {
+                Some((rec, _)) => rec.ref_count = rec.ref_count.saturating_sub(1),
+                None => {
+                    tracing::warn!(chunk = %e.chunk, "metadata: releasing a ref of an unknown chunk")
+                }
+            }
+        }
+        for (id, (mut rec, indexed)) in work {
+            if rec.ref_count > 0 {
+                rec.unreferenced_since = 0;
+                if indexed {
+                    self.unreferenced.remove(&id.0[..]).map_err(backend)?;
+                }
+            } else if !indexed {
+                // The last ref went now (or a new chunk arrived without one): garbage
+                // collection waits its grace period from here.
+                rec.unreferenced_since = self.now;
+                self.unreferenced
+                    .insert(&id.0[..], &[FORMAT_V1][..])
+                    .map_err(backend)?;
+            }
+            put(&mut self.chunks, &id.0, &rec)?;
         }
         Ok(())
+    }
+
+    fn pending_counts_add(&mut self, name: &'static [u8], delta: i128) {
+        match self.pending_counts.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, d)) => *d += delta,
+            None => self.pending_counts.push((name, delta)),
+        }
     }
 
     /// Adds or drops one replica of an existing chunk (no-op when the chunk is unknown or the
@@ -181,35 +225,9 @@ impl<'t> Tables<'t> {
         Ok(None)
     }
 
-    /// One ref per manifest entry. Called before the object row is written (refs before the
-    /// commit point).
-    pub(crate) fn add_refs(&mut self, entries: &[ManifestEntry]) -> Result<()> {
-        for e in entries {
-            let mut rec = self.get_chunk(&e.chunk)?.ok_or_else(|| {
-                MetaError::Corrupt(format!("chunk {} has no record but is referenced", e.chunk))
-            })?;
-            rec.ref_count += 1;
-            rec.unreferenced_since = 0;
-            self.put_chunk(&rec)?;
-        }
-        Ok(())
-    }
-
-    /// Drops one ref per manifest entry; a chunk whose last ref goes becomes unreferenced now
-    /// (garbage collection waits its grace period from here).
+    /// Drops one ref per manifest entry.
     pub(crate) fn release_refs(&mut self, entries: &[ManifestEntry]) -> Result<()> {
-        for e in entries {
-            let Some(mut rec) = self.get_chunk(&e.chunk)? else {
-                tracing::warn!(chunk = %e.chunk, "metadata: releasing a ref of an unknown chunk");
-                continue;
-            };
-            rec.ref_count = rec.ref_count.saturating_sub(1);
-            if rec.ref_count == 0 {
-                rec.unreferenced_since = self.now;
-            }
-            self.put_chunk(&rec)?;
-        }
-        Ok(())
+        self.update_chunks(&[], &[], entries)
     }
 
     /// Removes a chunk record and its index rows.
