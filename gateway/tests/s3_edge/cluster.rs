@@ -106,25 +106,11 @@ impl Cluster {
         let service = sdfbs_gateway::s3::build_service(gw);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let (stop, mut stopped) = watch::channel(false);
-        let server = tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stopped.changed() => break,
-                    accepted = listener.accept() => {
-                        let Ok((socket, _)) = accepted else { continue };
-                        socket.set_nodelay(true).ok();
-                        let service = service.clone();
-                        tokio::spawn(async move {
-                            let io = hyper_util::rt::TokioIo::new(socket);
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(io, service)
-                                .await;
-                        });
-                    }
-                }
-            }
-        });
+        let (stop, stopped) = watch::channel(false);
+        // The gateway's own S3 server loop (TCP_NODELAY, keep-alive, graceful shutdown).
+        let server = tokio::spawn(sdfbs_gateway::server::serve(
+            listener, service, "s3", stopped,
+        ));
         Cluster {
             client: Client {
                 addr,
