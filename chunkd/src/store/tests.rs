@@ -324,3 +324,38 @@ fn quarantine_spares_a_chunk_replaced_since_the_check() {
     assert_eq!(fs::read(store.chunk_path(&id)).unwrap(), data);
     assert_eq!(store.corrupt_chunks(), 0);
 }
+
+#[test]
+fn a_put_racing_a_delete_is_never_lost() {
+    // GC safety under concurrency: once a PUT has answered, a delete with a grace period must
+    // not remove the chunk, whichever way the two interleave.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), None).unwrap();
+    let data = vec![42u8; 64 * 1024];
+    let id = id_of(&data);
+    put(&store, &data).unwrap();
+    for round in 0..200 {
+        set_mtime(&store, &id, SystemTime::now() - Duration::from_secs(3600));
+        let barrier = std::sync::Barrier::new(2);
+        let (put_result, _) = std::thread::scope(|s| {
+            let putter = s.spawn(|| {
+                barrier.wait();
+                put(&store, &data)
+            });
+            let deleter = s.spawn(|| {
+                barrier.wait();
+                store.delete(&id, Duration::from_secs(60))
+            });
+            (putter.join().unwrap(), deleter.join().unwrap())
+        });
+        put_result.unwrap();
+        assert_eq!(
+            store.stat(&id).unwrap(),
+            Some(data.len() as u64),
+            "round {round}: an acknowledged PUT was deleted"
+        );
+        // Keep the counters honest too.
+        assert_eq!(store.chunk_count(), 1, "round {round}");
+        assert_eq!(store.used_bytes(), data.len() as u64, "round {round}");
+    }
+}
