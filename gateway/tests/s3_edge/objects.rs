@@ -395,3 +395,86 @@ async fn too_few_nodes_is_503_and_creates_nothing() {
     assert!(!c.exists("few", "k").await);
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_headers_and_copy_directives() {
+    let c = Cluster::start().await;
+    c.create_bucket("hdrs").await;
+    let headers = [
+        ("content-type", "text/plain; charset=utf-8"),
+        ("content-encoding", "gzip"),
+        ("content-disposition", "attachment; filename=\"a b.txt\""),
+        ("cache-control", "max-age=60"),
+        ("content-language", "fr"),
+        ("expires", "Wed, 21 Oct 2037 07:28:00 GMT"),
+        ("x-amz-meta-color", "Blue"),
+    ];
+    let mut req = Request::new("PUT", "/hdrs/src").body("hello");
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    assert_eq!(c.client.send(req).await.status, 200);
+    let r = c.get("hdrs", "src").await;
+    for (k, v) in headers {
+        assert_eq!(r.header(k), Some(v), "{k}");
+    }
+    assert!(r.header("last-modified").is_some());
+
+    // COPY keeps the source's headers; REPLACE takes the request's.
+    let r = c
+        .client
+        .send(Request::new("PUT", "/hdrs/copied").header("x-amz-copy-source", "/hdrs/src"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = c.get("hdrs", "copied").await;
+    assert_eq!(
+        (r.body.as_slice(), r.header("x-amz-meta-color")),
+        (&b"hello"[..], Some("Blue"))
+    );
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    let r = c
+        .client
+        .send(
+            Request::new("PUT", "/hdrs/replaced")
+                .header("x-amz-copy-source", "/hdrs/src")
+                .header("x-amz-metadata-directive", "REPLACE")
+                .header("content-type", "application/json")
+                .header("x-amz-meta-shape", "round"),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = c.get("hdrs", "replaced").await;
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.header("x-amz-meta-shape"), Some("round"));
+    assert_eq!(r.header("x-amz-meta-color"), None);
+    assert_eq!(r.header("content-encoding"), None);
+    assert_eq!(r.body, b"hello");
+
+    // Copying an object onto itself without changing anything is refused, as AWS does.
+    let r = c
+        .client
+        .send(Request::new("PUT", "/hdrs/src").header("x-amz-copy-source", "/hdrs/src"))
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (400, "InvalidRequest"),
+        "{}",
+        r.text()
+    );
+    // A missing source is NoSuchKey; a failed source condition is 412.
+    let r = c
+        .client
+        .send(Request::new("PUT", "/hdrs/x").header("x-amz-copy-source", "/hdrs/none"))
+        .await;
+    expect_error(&r, 404, "NoSuchKey");
+    let r = c
+        .client
+        .send(
+            Request::new("PUT", "/hdrs/x")
+                .header("x-amz-copy-source", "/hdrs/src")
+                .header("x-amz-copy-source-if-match", "\"different\""),
+        )
+        .await;
+    expect_error(&r, 412, "PreconditionFailed");
+    c.stop().await;
+}
