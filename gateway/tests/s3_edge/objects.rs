@@ -478,3 +478,36 @@ async fn stored_headers_and_copy_directives() {
     expect_error(&r, 412, "PreconditionFailed");
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_failing_their_signature_create_nothing() {
+    let c = Cluster::start().await;
+    c.create_bucket("sig").await;
+    let data = vec![42u8; 200_000];
+
+    // A signed single-chunk payload whose bytes do not match x-amz-content-sha256.
+    let mut req = Request::new("PUT", "/sig/single").body(data.clone());
+    req.payload_hash = Some("0".repeat(64));
+    let r = c.client.send(req).await;
+    expect_error(&r, 400, "XAmzContentSHA256Mismatch");
+    assert!(!c.exists("sig", "single").await);
+
+    // A signed aws-chunked payload whose chunk signatures are wrong.
+    let mut body = Vec::new();
+    for chunk in data.chunks(64 * 1024).chain(std::iter::once(&[][..])) {
+        body.extend_from_slice(
+            format!("{:x};chunk-signature={}\r\n", chunk.len(), "0".repeat(64)).as_bytes(),
+        );
+        body.extend_from_slice(chunk);
+        body.extend_from_slice(b"\r\n");
+    }
+    let mut req = Request::new("PUT", "/sig/chunked")
+        .header("content-encoding", "aws-chunked")
+        .header("x-amz-decoded-content-length", &data.len().to_string())
+        .body(body);
+    req.payload_hash = Some("STREAMING-AWS4-HMAC-SHA256-PAYLOAD".into());
+    let r = c.client.send(req).await;
+    expect_error(&r, 403, "SignatureDoesNotMatch");
+    assert!(!c.exists("sig", "chunked").await);
+    c.stop().await;
+}
