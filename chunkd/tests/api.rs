@@ -32,6 +32,13 @@ async fn client_against_every_endpoint() {
     assert_eq!(client.head(&id).await.unwrap(), Some(chunk.len() as u64));
     assert_eq!(client.touch(&id).await.unwrap(), Some(chunk.len() as u64));
 
+    // The empty chunk is a chunk like any other.
+    let empty = id_of(b"");
+    assert_eq!(client.put(&empty, Bytes::new()).await.unwrap(), PutOutcome::Created);
+    assert_eq!(client.get(&empty).await.unwrap(), Bytes::new());
+    assert_eq!(client.head(&empty).await.unwrap(), Some(0));
+    assert_eq!(client.delete(&empty, Duration::ZERO).await.unwrap(), DeleteOutcome::Deleted);
+
     let absent = id_of(b"never stored");
     assert!(matches!(
         client.get(&absent).await,
