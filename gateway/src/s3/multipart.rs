@@ -27,7 +27,7 @@ use futures::StreamExt;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use sdfbs_metadata::{
-    now_millis, ObjectRecord, PartRecord, PutCondition, UploadListQuery, UploadRecord,
+    now_millis, MetaError, ObjectRecord, PartRecord, PutCondition, UploadListQuery, UploadRecord,
 };
 use std::collections::BTreeMap;
 
@@ -312,11 +312,6 @@ pub async fn complete(
     let caller = auth::caller(&req)?;
     let input = req.input;
     let bucket = load_bucket(gw, &input.bucket).await?;
-    let upload = gw
-        .meta
-        .get_upload(&bucket, &input.key, &input.upload_id)
-        .await
-        .map_err(error::meta)?;
     let mut listed = Vec::new();
     for p in input
         .multipart_upload
@@ -332,6 +327,27 @@ pub async fn complete(
             checksum: part_checksum(&p),
         });
     }
+    let upload = match gw
+        .meta
+        .get_upload(&bucket, &input.key, &input.upload_id)
+        .await
+    {
+        Ok(upload) => upload,
+        Err(MetaError::NoSuchUpload(id)) => {
+            // A retry of a completion whose answer was lost: answer it again, as AWS does.
+            if let Some(done) = already_completed(gw, &bucket, &input.key, &listed).await? {
+                return Ok(S3Response::new(CompleteMultipartUploadOutput {
+                    location: Some(format!("/{}/{}", input.bucket, input.key)),
+                    bucket: Some(input.bucket),
+                    key: Some(input.key),
+                    e_tag: Some(ETag::Strong(done.etag)),
+                    ..Default::default()
+                }));
+            }
+            return Err(error::meta(MetaError::NoSuchUpload(id)));
+        }
+        Err(e) => return Err(error::meta(e)),
+    };
     let condition =
         conditions::put_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
     if condition != PutCondition::None {
@@ -430,6 +446,38 @@ pub async fn complete(
         checksum_sha256: sha256,
         checksum_type,
         ..Default::default()
+    }))
+}
+
+/// The current object at `key` if it is what completing `listed` produced: same multipart ETag
+/// (computed from the ETags the client lists) and same part numbers.
+async fn already_completed(
+    gw: &Gateway,
+    bucket: &sdfbs_metadata::BucketRecord,
+    key: &str,
+    listed: &[ListedPart],
+) -> S3Result<Option<ObjectRecord>> {
+    let etags: Option<Vec<String>> = listed
+        .iter()
+        .map(|p| {
+            p.etag
+                .as_deref()
+                .map(|e| e.trim().trim_matches('"').to_string())
+        })
+        .collect();
+    let Some(etags) = etags else { return Ok(None) };
+    let refs: Vec<&str> = etags.iter().map(String::as_str).collect();
+    let Some(etag) = checksum::multipart_etag(&refs) else {
+        return Ok(None);
+    };
+    let current = gw.meta.get_object(bucket, key).await.map_err(error::meta)?;
+    Ok(current.filter(|o| {
+        !o.delete_marker
+            && o.etag == etag
+            && o.parts
+                .iter()
+                .map(|p| p.number)
+                .eq(listed.iter().map(|p| p.number))
     }))
 }
 

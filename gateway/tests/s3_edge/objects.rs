@@ -511,3 +511,25 @@ async fn bodies_failing_their_signature_create_nothing() {
     assert!(!c.exists("sig", "chunked").await);
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_objects() {
+    let c = Cluster::start().await;
+    c.create_bucket("empty").await;
+    let r = c.put("empty", "zero", b"").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The MD5 of nothing.
+    assert_eq!(
+        r.header("etag"),
+        Some("\"d41d8cd98f00b204e9800998ecf8427e\"")
+    );
+    let r = c.get("empty", "zero").await;
+    assert_eq!((r.status, r.body.len()), (200, 0));
+    assert_eq!(r.header("content-length"), Some("0"));
+    let r = c
+        .client
+        .send(Request::new("GET", "/empty/zero").header("range", "bytes=0-"))
+        .await;
+    expect_error(&r, 416, "InvalidRange");
+    c.stop().await;
+}
