@@ -28,7 +28,7 @@ struct Args {
     cluster_secret: String,
 
     /// URL the gateway should use to reach this node [default: http://<bound address>].
-    #[arg(long, env = "CHUNKD_ADVERTISE")]
+    #[arg(long, value_name = "URL", env = "CHUNKD_ADVERTISE")]
     advertise: Option<String>,
 
     /// Failure zone of this node (replicas go to distinct zones).
@@ -40,7 +40,12 @@ struct Args {
     capacity: Option<u64>,
 
     /// Gateway to send heartbeats to (repeatable; comma-separated in the variable).
-    #[arg(long = "gateway", env = "CHUNKD_GATEWAY", value_delimiter = ',')]
+    #[arg(
+        long = "gateway",
+        value_name = "URL",
+        env = "CHUNKD_GATEWAY",
+        value_delimiter = ','
+    )]
     gateways: Vec<String>,
 
     /// Time between heartbeats, like 2s.

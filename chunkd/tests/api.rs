@@ -34,10 +34,16 @@ async fn client_against_every_endpoint() {
 
     // The empty chunk is a chunk like any other.
     let empty = id_of(b"");
-    assert_eq!(client.put(&empty, Bytes::new()).await.unwrap(), PutOutcome::Created);
+    assert_eq!(
+        client.put(&empty, Bytes::new()).await.unwrap(),
+        PutOutcome::Created
+    );
     assert_eq!(client.get(&empty).await.unwrap(), Bytes::new());
     assert_eq!(client.head(&empty).await.unwrap(), Some(0));
-    assert_eq!(client.delete(&empty, Duration::ZERO).await.unwrap(), DeleteOutcome::Deleted);
+    assert_eq!(
+        client.delete(&empty, Duration::ZERO).await.unwrap(),
+        DeleteOutcome::Deleted
+    );
 
     let absent = id_of(b"never stored");
     assert!(matches!(
@@ -348,4 +354,66 @@ fn every_flag_can_come_from_the_environment() {
         &big,
     );
     assert_eq!(answer.status, 413);
+}
+
+/// Ages the chunk's file on disk, as if it had been written `age` ago.
+fn age_chunk(dir: &std::path::Path, id: &str, age: Duration) {
+    let path = dir.join("chunks").join(&id[0..2]).join(&id[2..4]).join(id);
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.set_modified(std::time::SystemTime::now() - age)
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn touch_and_re_put_restart_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Chunkd::start(dir.path(), &[]);
+    let client = node.client();
+    let chunk = Bytes::from(data(50, 3000));
+    let id = id_of(&chunk);
+    let grace = Duration::from_secs(60);
+    client.put(&id, chunk.clone()).await.unwrap();
+
+    // Old enough for GC, then touched: kept.
+    age_chunk(dir.path(), &id, Duration::from_secs(600));
+    assert_eq!(client.touch(&id).await.unwrap(), Some(3000));
+    assert_eq!(
+        client.delete(&id, grace).await.unwrap(),
+        DeleteOutcome::TooYoung
+    );
+
+    // A plain HEAD does not refresh anything.
+    age_chunk(dir.path(), &id, Duration::from_secs(600));
+    assert_eq!(client.head(&id).await.unwrap(), Some(3000));
+    // Re-put: kept.
+    assert_eq!(
+        client.put(&id, chunk.clone()).await.unwrap(),
+        PutOutcome::AlreadyPresent
+    );
+    assert_eq!(
+        client.delete(&id, grace).await.unwrap(),
+        DeleteOutcome::TooYoung
+    );
+
+    // Old and untouched: deleted.
+    age_chunk(dir.path(), &id, Duration::from_secs(600));
+    assert_eq!(client.head(&id).await.unwrap(), Some(3000));
+    assert_eq!(
+        client.delete(&id, grace).await.unwrap(),
+        DeleteOutcome::Deleted
+    );
+    assert_eq!(client.head(&id).await.unwrap(), None);
+
+    // A malformed grace is refused, not taken as 0.
+    client.put(&id, chunk).await.unwrap();
+    let auth = bearer();
+    let answer = raw(
+        node.addr,
+        "DELETE",
+        &format!("/chunks/{id}?grace=soon"),
+        &[("Authorization", &auth)],
+        &[],
+    );
+    assert_eq!(answer.status, 400);
+    assert_eq!(client.head(&id).await.unwrap(), Some(3000));
 }
