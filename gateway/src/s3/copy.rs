@@ -125,15 +125,7 @@ pub async fn copy(
         }
     }
     let stored = if replace {
-        StoredHeaders::new(
-            input.content_type,
-            input.cache_control,
-            input.content_disposition,
-            input.content_encoding,
-            input.content_language,
-            input.expires.as_ref(),
-            input.metadata,
-        )?
+        crate::s3::objects::stored_headers!(input)?
     } else {
         StoredHeaders {
             content_type: source.content_type.clone(),

@@ -17,7 +17,7 @@ use crate::s3::conditions::{self, ReadConditions};
 use crate::s3::copy;
 use crate::s3::error::{self, BodyErrorSlot};
 use crate::s3::listing::Encoding;
-use crate::s3::objects::{self, checksum_fields, StoredHeaders};
+use crate::s3::objects::{self, checksum_fields};
 use crate::s3::range;
 use crate::s3::{load_bucket, names, new_id, timestamp};
 use crate::state::Gateway;
@@ -102,15 +102,7 @@ pub async fn create(
         input.checksum_algorithm.as_ref(),
         input.checksum_type.as_ref(),
     )?;
-    let stored = StoredHeaders::new(
-        input.content_type,
-        input.cache_control,
-        input.content_disposition,
-        input.content_encoding,
-        input.content_language,
-        input.expires.as_ref(),
-        input.metadata,
-    )?;
+    let stored = objects::stored_headers!(input)?;
     let upload = UploadRecord {
         upload_id: new_id(),
         key: input.key.clone(),
@@ -135,6 +127,37 @@ pub async fn create(
         checksum_type: checksum_type.map(ChecksumType::from_static),
         ..Default::default()
     }))
+}
+
+/// Records a written and verified part (the commit point of UploadPart and UploadPartCopy).
+/// Returns its ETag, time and checksum values for the answer.
+async fn record_part(
+    gw: &Gateway,
+    bucket: &sdfbs_metadata::BucketRecord,
+    key: &str,
+    upload_id: &str,
+    number: u32,
+    written: crate::pipeline::WrittenData,
+    finished: checksum::Finished,
+) -> S3Result<(String, i64, [Option<String>; 5])> {
+    let part = PartRecord {
+        number,
+        size: written.size,
+        etag: finished.etag(),
+        last_modified: now_millis(),
+        checksums: finished.stored(),
+        chunks: written.manifest,
+    };
+    let answer = (
+        part.etag.clone(),
+        part.last_modified,
+        checksum_fields(&part.checksums),
+    );
+    gw.meta
+        .put_part(bucket, key, upload_id, part, written.placements)
+        .await
+        .map_err(error::meta)?;
+    Ok(answer)
 }
 
 pub async fn upload_part(
@@ -181,26 +204,17 @@ pub async fn upload_part(
         trailers.as_ref(),
     )
     .await?;
-    let part = PartRecord {
+    let (etag, _, checksums) = record_part(
+        gw,
+        &bucket,
+        &input.key,
+        &input.upload_id,
         number,
-        size: written.size,
-        etag: finished.etag(),
-        last_modified: now_millis(),
-        checksums: finished.stored(),
-        chunks: written.manifest,
-    };
-    let etag = part.etag.clone();
-    let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum_fields(&part.checksums);
-    gw.meta
-        .put_part(
-            &bucket,
-            &input.key,
-            &input.upload_id,
-            part,
-            written.placements,
-        )
-        .await
-        .map_err(error::meta)?;
+        written,
+        finished,
+    )
+    .await?;
+    let [crc32, crc32c, crc64nvme, sha1, sha256] = checksums;
     Ok(S3Response::new(UploadPartOutput {
         e_tag: Some(ETag::Strong(etag)),
         checksum_crc32: crc32,
@@ -258,27 +272,17 @@ pub async fn upload_part_copy(
         None,
     )
     .await?;
-    let part = PartRecord {
+    let (etag, last_modified, checksums) = record_part(
+        gw,
+        &bucket,
+        &input.key,
+        &input.upload_id,
         number,
-        size: written.size,
-        etag: finished.etag(),
-        last_modified: now_millis(),
-        checksums: finished.stored(),
-        chunks: written.manifest,
-    };
-    let etag = part.etag.clone();
-    let last_modified = part.last_modified;
-    let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum_fields(&part.checksums);
-    gw.meta
-        .put_part(
-            &bucket,
-            &input.key,
-            &input.upload_id,
-            part,
-            written.placements,
-        )
-        .await
-        .map_err(error::meta)?;
+        written,
+        finished,
+    )
+    .await?;
+    let [crc32, crc32c, crc64nvme, sha1, sha256] = checksums;
     Ok(S3Response::new(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
             e_tag: Some(ETag::Strong(etag)),

@@ -176,15 +176,7 @@ pub async fn put(
         trailer_header.as_deref(),
         None,
     )?;
-    let stored = StoredHeaders::new(
-        input.content_type,
-        input.cache_control,
-        input.content_disposition,
-        input.content_encoding,
-        input.content_language,
-        input.expires.as_ref(),
-        input.metadata,
-    )?;
+    let stored = stored_headers!(input)?;
 
     // 2. Write the chunks and 3. verify what was received.
     let slot = BodyErrorSlot::default();
@@ -318,21 +310,48 @@ fn content_length(selection: &Selection) -> Option<i64> {
     i64::try_from(selection.len()).ok()
 }
 
+/// Loads the object a GET or HEAD names, checks its conditions (412/304) and resolves the bytes
+/// asked for. A macro because `GetObjectInput` and `HeadObjectInput` are distinct types with the
+/// same fields.
+macro_rules! read_target {
+    ($gw:expr, $input:expr) => {{
+        let bucket = load_bucket($gw, &$input.bucket).await?;
+        let object = load_object($gw, &bucket, &$input.key).await?;
+        ReadConditions {
+            if_match: $input.if_match.as_ref(),
+            if_none_match: $input.if_none_match.as_ref(),
+            if_modified_since: $input.if_modified_since.as_ref(),
+            if_unmodified_since: $input.if_unmodified_since.as_ref(),
+        }
+        .check_read(&object)?;
+        let selection = range::resolve($input.range.as_ref(), $input.part_number, &object)?;
+        (object, selection)
+    }};
+}
+
+/// The stored headers of a write (PutObject, CreateMultipartUpload, CopyObject with REPLACE),
+/// from the request fields all three inputs share.
+macro_rules! stored_headers {
+    ($input:expr) => {
+        $crate::s3::objects::StoredHeaders::new(
+            $input.content_type,
+            $input.cache_control,
+            $input.content_disposition,
+            $input.content_encoding,
+            $input.content_language,
+            $input.expires.as_ref(),
+            $input.metadata,
+        )
+    };
+}
+pub(crate) use stored_headers;
+
 pub async fn get(
     gw: &Gateway,
     req: S3Request<GetObjectInput>,
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let input = req.input;
-    let bucket = load_bucket(gw, &input.bucket).await?;
-    let object = load_object(gw, &bucket, &input.key).await?;
-    ReadConditions {
-        if_match: input.if_match.as_ref(),
-        if_none_match: input.if_none_match.as_ref(),
-        if_modified_since: input.if_modified_since.as_ref(),
-        if_unmodified_since: input.if_unmodified_since.as_ref(),
-    }
-    .check_read(&object)?;
-    let selection = range::resolve(input.range.as_ref(), input.part_number, &object)?;
+    let (object, selection) = read_target!(gw, input);
     let body = if selection.len() == 0 {
         StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
     } else {
@@ -378,16 +397,7 @@ pub async fn head(
     req: S3Request<HeadObjectInput>,
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = req.input;
-    let bucket = load_bucket(gw, &input.bucket).await?;
-    let object = load_object(gw, &bucket, &input.key).await?;
-    ReadConditions {
-        if_match: input.if_match.as_ref(),
-        if_none_match: input.if_none_match.as_ref(),
-        if_modified_since: input.if_modified_since.as_ref(),
-        if_unmodified_since: input.if_unmodified_since.as_ref(),
-    }
-    .check_read(&object)?;
-    let selection = range::resolve(input.range.as_ref(), input.part_number, &object)?;
+    let (object, selection) = read_target!(gw, input);
     let v = view(&object, &selection, input.checksum_mode.as_ref());
     let [crc32, crc32c, crc64nvme, sha1, sha256] = v.checksums;
     let mut resp = S3Response::new(HeadObjectOutput {
