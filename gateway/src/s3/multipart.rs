@@ -164,11 +164,7 @@ pub async fn upload_part(
     gw: &Gateway,
     req: S3Request<UploadPartInput>,
 ) -> S3Result<S3Response<UploadPartOutput>> {
-    let trailer_header = req
-        .headers
-        .get("x-amz-trailer")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let trailer_header = objects::trailer_header(&req);
     let trailers = req.trailing_headers.clone();
     let input = req.input;
     let number = check_part_number(input.part_number)?;
@@ -178,26 +174,11 @@ pub async fn upload_part(
         .get_upload(&bucket, &input.key, &input.upload_id)
         .await
         .map_err(error::meta)?;
-    let requested = Requested::new(
-        input.checksum_algorithm.as_ref().map(|a| a.as_str()),
-        [
-            (Algorithm::Crc32, input.checksum_crc32.as_ref()),
-            (Algorithm::Crc32c, input.checksum_crc32c.as_ref()),
-            (Algorithm::Crc64Nvme, input.checksum_crc64nvme.as_ref()),
-            (Algorithm::Sha1, input.checksum_sha1.as_ref()),
-            (Algorithm::Sha256, input.checksum_sha256.as_ref()),
-        ],
-        trailer_header.as_deref(),
-        upload_algorithm(&upload),
-    )?;
-    let slot = BodyErrorSlot::default();
-    let body_stream = input.body.unwrap_or_else(|| {
-        StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
-    });
-    let (written, finished) = objects::store_body(
+    let requested =
+        objects::requested_checksums!(input, trailer_header.as_deref(), upload_algorithm(&upload))?;
+    let (written, finished) = objects::store_request_body(
         gw,
-        body::watch(body_stream, slot.clone()),
-        &slot,
+        input.body,
         &requested,
         input.content_length,
         input.content_md5.as_deref(),

@@ -8,7 +8,7 @@
 use crate::pipeline::WrittenData;
 use crate::s3::auth;
 use crate::s3::body;
-use crate::s3::checksum::{self, Algorithm, BodyDigests, Finished, Requested};
+use crate::s3::checksum::{self, BodyDigests, Finished, Requested};
 use crate::s3::conditions::{self, ReadConditions};
 use crate::s3::error::{self, BodyErrorSlot};
 use crate::s3::range::{self, Selection};
@@ -138,16 +138,81 @@ pub fn checksum_fields(checksums: &BTreeMap<String, String>) -> [Option<String>;
     checksum::ALL.map(|a| checksums.get(a.name()).cloned())
 }
 
+/// The `x-amz-trailer` header of a write: which checksum arrives after an aws-chunked body.
+pub fn trailer_header<T>(req: &S3Request<T>) -> Option<String> {
+    req.headers
+        .get("x-amz-trailer")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// The checksums a write asks for, from the fields PutObjectInput and UploadPartInput share
+/// (a macro: they are distinct types). `$upload` is the algorithm of a multipart upload.
+macro_rules! requested_checksums {
+    ($input:expr, $trailer:expr, $upload:expr) => {
+        $crate::s3::checksum::Requested::new(
+            $input.checksum_algorithm.as_ref().map(|a| a.as_str()),
+            [
+                (
+                    $crate::s3::checksum::Algorithm::Crc32,
+                    $input.checksum_crc32.as_ref(),
+                ),
+                (
+                    $crate::s3::checksum::Algorithm::Crc32c,
+                    $input.checksum_crc32c.as_ref(),
+                ),
+                (
+                    $crate::s3::checksum::Algorithm::Crc64Nvme,
+                    $input.checksum_crc64nvme.as_ref(),
+                ),
+                (
+                    $crate::s3::checksum::Algorithm::Sha1,
+                    $input.checksum_sha1.as_ref(),
+                ),
+                (
+                    $crate::s3::checksum::Algorithm::Sha256,
+                    $input.checksum_sha256.as_ref(),
+                ),
+            ],
+            $trailer,
+            $upload,
+        )
+    };
+}
+pub(crate) use requested_checksums;
+
+/// [`store_body`] for the body of a client request (PutObject, UploadPart): records what a
+/// failure of the body means for the client.
+pub async fn store_request_body(
+    gw: &Gateway,
+    body: Option<StreamingBlob>,
+    requested: &Requested,
+    declared_len: Option<i64>,
+    content_md5: Option<&str>,
+    trailers: Option<&s3s::TrailingHeaders>,
+) -> S3Result<(WrittenData, Finished)> {
+    let slot = BodyErrorSlot::default();
+    let body = body.unwrap_or_else(|| {
+        StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
+    });
+    store_body(
+        gw,
+        body::watch(body, slot.clone()),
+        &slot,
+        requested,
+        declared_len,
+        content_md5,
+        trailers,
+    )
+    .await
+}
+
 pub async fn put(
     gw: &Gateway,
     req: S3Request<PutObjectInput>,
 ) -> S3Result<S3Response<PutObjectOutput>> {
     let caller = auth::caller(&req)?;
-    let trailer_header = req
-        .headers
-        .get("x-amz-trailer")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let trailer_header = trailer_header(&req);
     let trailers = req.trailing_headers.clone();
     let input = req.input;
 
@@ -164,29 +229,13 @@ pub async fn put(
             .map_err(error::meta)?;
         conditions::precheck_put(&condition, current.as_ref())?;
     }
-    let requested = Requested::new(
-        input.checksum_algorithm.as_ref().map(|a| a.as_str()),
-        [
-            (Algorithm::Crc32, input.checksum_crc32.as_ref()),
-            (Algorithm::Crc32c, input.checksum_crc32c.as_ref()),
-            (Algorithm::Crc64Nvme, input.checksum_crc64nvme.as_ref()),
-            (Algorithm::Sha1, input.checksum_sha1.as_ref()),
-            (Algorithm::Sha256, input.checksum_sha256.as_ref()),
-        ],
-        trailer_header.as_deref(),
-        None,
-    )?;
+    let requested = requested_checksums!(input, trailer_header.as_deref(), None)?;
     let stored = stored_headers!(input)?;
 
     // 2. Write the chunks and 3. verify what was received.
-    let slot = BodyErrorSlot::default();
-    let body_stream = input.body.unwrap_or_else(|| {
-        StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
-    });
-    let (written, finished) = store_body(
+    let (written, finished) = store_request_body(
         gw,
-        body::watch(body_stream, slot.clone()),
-        &slot,
+        input.body,
         &requested,
         input.content_length,
         input.content_md5.as_deref(),
