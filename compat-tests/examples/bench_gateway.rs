@@ -177,6 +177,11 @@ fn command_output(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+fn loadavg() -> String {
+    let l = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
@@ -192,6 +197,7 @@ async fn main() -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5000);
+    let load_before = loadavg();
     eprintln!("bench: generating data and measuring hash rates");
     let big = Bytes::from(random_bytes(GIB, 1));
     let md5_rate = hash_rate::<md5::Md5>(&big[..256 * MIB]);
@@ -279,6 +285,7 @@ async fn main() -> Result<()> {
         .await?
     };
     let peak_rss = put_peak.max(get_peak);
+    let load_after = loadavg();
     drop(cluster);
 
     let mib = |b: u64| b as f64 / MIB as f64;
@@ -294,6 +301,8 @@ cargo run --release -p sdfbs-compat-tests --example bench_gateway\n\
 - Commit: {commit}\n\
 - Machine: {cores} cores ({cpu}), {rustc}\n\
 - Build: {build}\n\
+- Load average (1/5/15 min) before and after the run: {load_before} / {load_after} (anything\n  \
+above ~0.5 before the run means other work shared the 2 cores and lowered the figures)\n\
 - Setup: `sdfbs dev --nodes 3` (gateway and three in-process chunkd nodes in one\n  \
 process, replication 2, embedded metadata, data in a temporary directory on the local disk),\n  \
 driven over loopback by aws-sdk-s3 with its default settings (CRC32 trailer checksums on\n  \
