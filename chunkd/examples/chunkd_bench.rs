@@ -6,7 +6,7 @@
 //!
 //! Environment: `CHUNKD_BENCH_DIR` (default: the system temp dir) picks the disk;
 //! `CHUNKD_BENCH_CHUNKS` (default 256) the number of 1 MiB chunks per measurement;
-//! `CHUNKD_BENCH_ROUNDS` (default 3) how many rounds; the figures are the median per
+//! `CHUNKD_BENCH_ROUNDS` (default 5) how many rounds; the figures are the median per
 //! measurement (the machine is shared, so single runs are noisy).
 //!
 //! The node runs in-process (`chunkd::start`) on 127.0.0.1 with its own HTTP listener; the
@@ -36,7 +36,7 @@ fn main() -> Result<()> {
     let rounds: usize = std::env::var("CHUNKD_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
+        .unwrap_or(5)
         .max(1);
     let base = std::env::var_os("CHUNKD_BENCH_DIR")
         .map(std::path::PathBuf::from)

@@ -259,16 +259,49 @@ async fn on_disk<T: Send + 'static>(
     }
 }
 
-/// `GET /chunks/{id}`: streams the file, read on the blocking pool.
+/// What a GET found on disk.
+enum Found {
+    /// A chunk of at most `READ_SIZE` bytes, read in the same blocking call that opened it.
+    Whole(Bytes),
+    /// A larger chunk, streamed piece by piece.
+    Large(std::fs::File, u64),
+}
+
+/// `GET /chunks/{id}`: the bytes with their Content-Length. A chunk up to `READ_SIZE` (every
+/// chunk the gateway writes) is opened and read in one trip to the blocking pool; a larger one
+/// is streamed.
 async fn get(shared: &Shared, id: ChunkId) -> Response<ResponseBody> {
-    let (file, len) = match on_disk(shared, move |store| store.open_chunk(&id)).await {
-        Ok(Some(found)) => found,
+    let found = on_disk(shared, move |store| {
+        let Some((mut file, len)) = store.open_chunk(&id)? else {
+            return Ok(None);
+        };
+        if len > READ_SIZE as u64 {
+            return Ok(Some(Found::Large(file, len)));
+        }
+        match read_piece(&mut file, len as usize) {
+            Ok(bytes) => Ok(Some(Found::Whole(bytes))),
+            Err(source) => Err(StoreError::Io {
+                context: "reading",
+                path: store.chunk_path(&id),
+                source,
+            }),
+        }
+    })
+    .await;
+    let (body, len) = match found {
+        Ok(Some(Found::Whole(bytes))) => {
+            let len = bytes.len() as u64;
+            (full(bytes), len)
+        }
+        Ok(Some(Found::Large(file, len))) => {
+            let (tx, rx) = mpsc::channel(READ_AHEAD);
+            tokio::spawn(stream_file(file, len, tx));
+            (ChannelBody { rx, remaining: len }.boxed(), len)
+        }
         Ok(None) => return not_found(),
         Err(response) => return response,
     };
-    let (tx, rx) = mpsc::channel(READ_AHEAD);
-    tokio::spawn(stream_file(file, len, tx));
-    let mut response = Response::new(ChannelBody { rx, remaining: len }.boxed());
+    let mut response = Response::new(body);
     response
         .headers_mut()
         .insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
@@ -277,6 +310,21 @@ async fn get(shared: &Shared, id: ChunkId) -> Response<ResponseBody> {
         header::HeaderValue::from_static("application/octet-stream"),
     );
     response
+}
+
+/// Reads exactly `want` bytes from the file's current position (blocking). `read_to_end`
+/// fills the spare capacity without zeroing it first.
+fn read_piece(file: &mut std::fs::File, want: usize) -> io::Result<Bytes> {
+    use std::io::Read;
+    let mut buf = Vec::with_capacity(want);
+    let n = file.take(want as u64).read_to_end(&mut buf)?;
+    if n != want {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("chunk file shorter than announced ({n} of {want} bytes)"),
+        ));
+    }
+    Ok(Bytes::from(buf))
 }
 
 /// Sends exactly `len` bytes of `file` down `tx`, each read on a blocking thread, so a slow
@@ -289,17 +337,7 @@ async fn stream_file(file: std::fs::File, len: u64, tx: mpsc::Sender<io::Result<
         let Some(mut f) = file.take() else { return };
         let want = remaining.min(READ_SIZE as u64) as usize;
         let read = tokio::task::spawn_blocking(move || {
-            use std::io::Read;
-            // read_to_end fills the spare capacity without zeroing it first.
-            let mut buf = Vec::with_capacity(want);
-            let result = match (&mut f).take(want as u64).read_to_end(&mut buf) {
-                Ok(n) if n == want => Ok(Bytes::from(buf)),
-                Ok(n) => Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("chunk file shorter than announced ({n} of {want} bytes)"),
-                )),
-                Err(e) => Err(e),
-            };
+            let result = read_piece(&mut f, want);
             (f, result)
         })
         .await;
