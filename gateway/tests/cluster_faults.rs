@@ -39,24 +39,11 @@ async fn writes_go_to_the_remaining_nodes_when_one_is_down() {
     assert!(back == bytes);
 
     // Later the node is Down in the gateway's view and is not even tried.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let state = cluster
-            .gw()
-            .gateway
-            .chunks
-            .membership()
-            .node(&stopped)
-            .map(|n| n.state);
-        if state == Some(NodeState::Down) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "stopped node never became Down: {state:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let membership = cluster.gw().gateway.chunks.membership();
+    poll_until("the stopped node is Down", || {
+        membership.node(&stopped).map(|n| n.state) == Some(NodeState::Down)
+    })
+    .await;
     let written = cluster.put("while-down", &data(2 * MIB, 6)).await;
     assert!(written
         .placements
@@ -243,22 +230,7 @@ async fn a_second_gateway_on_the_same_metadata_sees_the_nodes() {
     })
     .await
     .expect("start second gateway");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let up = other
-            .gateway
-            .chunks
-            .membership()
-            .nodes()
-            .iter()
-            .filter(|n| n.state == NodeState::Up)
-            .count();
-        if up == 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "gateway B sees {up} nodes Up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll_until("gateway B sees 2 nodes Up", || nodes_up(&other) == 2).await;
     // What A wrote, B reads.
     let bytes = data(MIB + 10, 12);
     let written = cluster.put("shared", &bytes).await;

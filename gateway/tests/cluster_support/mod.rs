@@ -117,23 +117,8 @@ impl TestCluster {
 
     /// Polls the gateway's view until `n` nodes are Up.
     pub async fn wait_up(&self, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let up = self
-                .gw()
-                .gateway
-                .chunks
-                .membership()
-                .nodes()
-                .iter()
-                .filter(|v| v.state == NodeState::Up)
-                .count();
-            if up == n {
-                return;
-            }
-            assert!(Instant::now() < deadline, "only {up} of {n} nodes came up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let gw = self.gw();
+        poll_until(&format!("{n} nodes Up"), || nodes_up(gw) == n).await;
     }
 
     pub async fn stop_node(&mut self, i: usize) -> String {
@@ -289,4 +274,24 @@ pub fn chunk_file(dir: &std::path::Path, id: &ChunkId) -> PathBuf {
         }
     }
     panic!("chunk {name} not found under {}", dir.display());
+}
+
+/// How many nodes a gateway sees Up.
+pub fn nodes_up(gw: &RunningGateway) -> usize {
+    gw.gateway
+        .chunks
+        .membership()
+        .nodes()
+        .iter()
+        .filter(|v| v.state == NodeState::Up)
+        .count()
+}
+
+/// Polls `done` every 50 ms until it holds; fails the test after 20 s.
+pub async fn poll_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
