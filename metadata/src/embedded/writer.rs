@@ -25,6 +25,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// At most this many requests share one transaction (bounds the latency of the first one).
 pub(crate) const MAX_BATCH: usize = 512;
+/// How long the writer may wait for the writers of the previous batch to come back.
+const GATHER_WAIT: std::time::Duration = std::time::Duration::from_micros(300);
 /// Requests waiting for the writer; senders wait when it is full (back-pressure).
 pub(crate) const QUEUE_DEPTH: usize = 4096;
 
@@ -116,14 +118,31 @@ impl Writer {
 
 fn run(db: Arc<Database>, mut rx: mpsc::Receiver<Job>) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut last_len = 0usize;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
+        // Writers that were answered by the last commit come back one by one. If the last batch
+        // was larger than what is queued now, wait a moment (at most GATHER_WAIT) for them, so
+        // that N steady writers share one fsync instead of splitting into a small and a large
+        // batch. A lone writer (last batch of 1) never waits.
+        let deadline = std::time::Instant::now() + GATHER_WAIT;
+        loop {
             match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+                Ok(job) => {
+                    batch.push(job);
+                    if batch.len() >= MAX_BATCH {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    if batch.len() >= last_len || std::time::Instant::now() >= deadline {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_micros(20));
+                }
             }
         }
+        last_len = batch.len();
         run_batch(&db, &mut batch);
     }
 }
