@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{header, HeaderMap, Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
@@ -28,7 +28,7 @@ use crate::wire::{self, ChunkPage, ErrorBody, Health};
 /// Body of every response.
 pub type ResponseBody = BoxBody<Bytes, io::Error>;
 
-/// Bytes forwarded to the writer thread at a time (request frames are coalesced up to this).
+/// Bytes forwarded to the writer thread at a time (request frames are grouped up to this).
 const PIECE_SIZE: usize = 128 * 1024;
 /// Bytes read from disk at a time for a GET: a whole 1 MiB chunk in one blocking call, which
 /// keeps the hops between the reactor and the blocking pool to one per chunk.
@@ -216,7 +216,10 @@ enum Feed {
 /// as it exceeds `max` bytes.
 async fn feed(mut body: Incoming, tx: &mpsc::Sender<Piece>, max: u64) -> Result<(), Feed> {
     let mut received = 0u64;
-    let mut pending = BytesMut::new();
+    // Frames are handed over as they are (no copy), grouped until about PIECE_SIZE so the
+    // writer thread is woken once per piece rather than once per small frame.
+    let mut pending: Vec<Bytes> = Vec::new();
+    let mut pending_len = 0usize;
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.map_err(Feed::Body)?.into_data() else {
             continue; // trailers carry nothing we need
@@ -225,22 +228,20 @@ async fn feed(mut body: Incoming, tx: &mpsc::Sender<Piece>, max: u64) -> Result<
         if received > max {
             return Err(Feed::TooLarge);
         }
-        if pending.is_empty() && data.len() >= PIECE_SIZE {
-            send(tx, data).await?;
-            continue;
-        }
-        pending.extend_from_slice(&data);
-        if pending.len() >= PIECE_SIZE {
-            send(tx, pending.split().freeze()).await?;
+        pending_len += data.len();
+        pending.push(data);
+        if pending_len >= PIECE_SIZE {
+            send(tx, std::mem::take(&mut pending)).await?;
+            pending_len = 0;
         }
     }
     if !pending.is_empty() {
-        send(tx, pending.freeze()).await?;
+        send(tx, pending).await?;
     }
     Ok(())
 }
 
-async fn send(tx: &mpsc::Sender<Piece>, data: Bytes) -> Result<(), Feed> {
+async fn send(tx: &mpsc::Sender<Piece>, data: Vec<Bytes>) -> Result<(), Feed> {
     tx.send(Piece::Data(data))
         .await
         .map_err(|_| Feed::WriterStopped)

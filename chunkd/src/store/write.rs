@@ -13,7 +13,7 @@
 //! when a write does not complete.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
@@ -36,8 +36,8 @@ pub enum PutResult {
 /// One message from the PUT handler to [`receive`].
 #[derive(Debug)]
 pub enum Piece {
-    /// The next bytes of the body.
-    Data(Bytes),
+    /// The next bytes of the body (consecutive request frames, in order).
+    Data(Vec<Bytes>),
     /// The body is complete: commit. A channel closed without `End` means the upload was
     /// abandoned (client gone, body too large, shutdown) and nothing is kept.
     End,
@@ -53,7 +53,7 @@ pub fn receive(
     let mut temp = store.begin_write(id)?;
     while let Some(piece) = pieces.blocking_recv() {
         match piece {
-            Piece::Data(bytes) => temp.write(&bytes)?,
+            Piece::Data(frames) => temp.write_frames(&frames)?,
             Piece::End => return temp.commit(),
         }
     }
@@ -101,6 +101,31 @@ impl<'a> TempChunk<'a> {
             .map_err(io_err("writing temporary file", &self.path))?;
         self.hasher.update(data);
         self.len += data.len() as u64;
+        Ok(())
+    }
+
+    /// Appends several buffers with as few system calls as the kernel allows (`writev`).
+    pub fn write_frames(&mut self, frames: &[Bytes]) -> Result<(), StoreError> {
+        let Some(file) = self.file.as_mut() else {
+            return Err(StoreError::Aborted);
+        };
+        let mut slices: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(f)).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            match file.write_vectored(rest) {
+                Ok(0) => {
+                    let e = io::Error::new(io::ErrorKind::WriteZero, "file accepted no bytes");
+                    return Err(io_err("writing temporary file", &self.path)(e));
+                }
+                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_err("writing temporary file", &self.path)(e)),
+            }
+        }
+        for frame in frames {
+            self.hasher.update(frame);
+            self.len += frame.len() as u64;
+        }
         Ok(())
     }
 
