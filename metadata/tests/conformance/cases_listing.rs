@@ -226,6 +226,14 @@ pub async fn list_start_after_and_max_keys_edges(s: Store) {
     // start-after past everything.
     let (k, _, _) = page(&s, &b, query("", None, Some("zzz"), 10)).await;
     assert!(k.is_empty());
+    // start-after beyond the whole prefix range (bounds that would cross).
+    for sa in ["b", "c", "\u{10FFFF}"] {
+        let (k, p, pg) = page(&s, &b, query("a", Some("/"), Some(sa), 10)).await;
+        assert!(
+            k.is_empty() && p.is_empty() && !pg.is_truncated,
+            "start-after {sa:?}"
+        );
+    }
     // start-after inside a folded prefix: the prefix (not greater) is not repeated.
     let (k, p, _) = page(&s, &b, query("", Some("/"), Some("a/1"), 10)).await;
     assert_eq!(k, ["b", "d"]);

@@ -252,6 +252,12 @@ pub async fn multipart_list_uploads(s: Store) {
     );
     assert_eq!(p2.uploads.len(), 3);
     assert!(!p2.is_truncated);
+    // Markers beyond the prefix give an empty page.
+    let none = s
+        .list_uploads(&b, &q("a/", None, Some("b"), None, 100))
+        .await
+        .unwrap();
+    assert!(none.uploads.is_empty() && !none.is_truncated);
     // A key marker alone skips every upload of that key.
     let p3 = s
         .list_uploads(&b, &q("", None, Some("b"), None, 100))
