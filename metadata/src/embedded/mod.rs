@@ -96,7 +96,7 @@ impl EmbeddedStore {
     }
 }
 
-fn open_db(path: &Path) -> Result<Database> {
+pub(crate) fn open_db(path: &Path) -> Result<Database> {
     let db = Database::create(path).map_err(|e| {
         MetaError::Backend(format!("cannot open metadata file {}: {e}", path.display()))
     })?;

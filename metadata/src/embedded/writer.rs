@@ -88,24 +88,7 @@ impl Writer {
         R: Send + 'static,
         F: for<'a, 'b> FnOnce(&'a mut Tables<'b>) -> OpResult<R> + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |tables| {
-            let res = op(tables);
-            let fatal = match &res {
-                Err(OpError::Fatal(e)) => Some(e.to_string()),
-                _ => None,
-            };
-            let finish: Finish = Box::new(move |committed| {
-                let out = match (res, committed) {
-                    (Err(OpError::Refused(e)), _) | (Err(OpError::Fatal(e)), _) => Err(e),
-                    (Ok(r), Ok(())) => Ok(r),
-                    (Ok(_), Err(reason)) => Err(MetaError::Backend(reason)),
-                };
-                // The caller may have gone away (request cancelled); the write stands anyway.
-                let _ = tx.send(out);
-            });
-            (fatal, finish)
-        });
+        let (job, rx) = job(op);
         self.jobs
             .send(job)
             .await
@@ -114,6 +97,33 @@ impl Writer {
             MetaError::Backend("the metadata writer dropped the request (see its log)".into())
         })?
     }
+}
+
+/// Wraps `op` into a job for the writer, and the receiver of its answer.
+fn job<R, F>(op: F) -> (Job, oneshot::Receiver<Result<R>>)
+where
+    R: Send + 'static,
+    F: for<'a, 'b> FnOnce(&'a mut Tables<'b>) -> OpResult<R> + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    let job: Job = Box::new(move |tables| {
+        let res = op(tables);
+        let fatal = match &res {
+            Err(OpError::Fatal(e)) => Some(e.to_string()),
+            _ => None,
+        };
+        let finish: Finish = Box::new(move |committed| {
+            let out = match (res, committed) {
+                (Err(OpError::Refused(e)), _) | (Err(OpError::Fatal(e)), _) => Err(e),
+                (Ok(r), Ok(())) => Ok(r),
+                (Ok(_), Err(reason)) => Err(MetaError::Backend(reason)),
+            };
+            // The caller may have gone away (request cancelled); the write stands anyway.
+            let _ = tx.send(out);
+        });
+        (fatal, finish)
+    });
+    (job, rx)
 }
 
 fn run(db: Arc<Database>, mut rx: mpsc::Receiver<Job>) {
@@ -197,5 +207,67 @@ fn run_batch(db: &Database, batch: &mut Vec<Job>) {
     };
     for finish in finishes {
         finish(outcome.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embedded::tables::{get, put};
+
+    fn db() -> (tempfile::TempDir, Database) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::embedded::open_db(&dir.path().join("w.redb")).unwrap();
+        (dir, db)
+    }
+
+    fn set(name: &'static str) -> impl FnOnce(&mut Tables<'_>) -> OpResult<()> + Send {
+        move |t| Ok(put(&mut t.settings, name.as_bytes(), &name.to_string())?)
+    }
+
+    fn stored(db: &Database, name: &str) -> Option<String> {
+        use redb::ReadableDatabase;
+        let txn = db.begin_read().unwrap();
+        let t = txn.open_table(crate::embedded::codec::SETTINGS).unwrap();
+        get(&t, name.as_bytes(), "setting").unwrap()
+    }
+
+    /// A refusal in a batch leaves the others committed.
+    #[test]
+    fn refusal_does_not_poison_the_batch() {
+        let (_dir, db) = db();
+        let (a, mut ra) = job(set("a"));
+        let (b, mut rb) = job(|_t: &mut Tables<'_>| refuse::<()>(MetaError::PreconditionFailed));
+        let (c, mut rc) = job(set("c"));
+        run_batch(&db, &mut vec![a, b, c]);
+        assert!(ra.try_recv().unwrap().is_ok());
+        assert!(matches!(
+            rb.try_recv().unwrap(),
+            Err(MetaError::PreconditionFailed)
+        ));
+        assert!(rc.try_recv().unwrap().is_ok());
+        assert_eq!(stored(&db, "a").as_deref(), Some("a"));
+        assert_eq!(stored(&db, "c").as_deref(), Some("c"));
+    }
+
+    /// A fatal failure mid-write rolls the whole batch back, and nobody is told "ok".
+    #[test]
+    fn fatal_error_rolls_back_the_whole_batch() {
+        let (_dir, db) = db();
+        let (a, mut ra) = job(set("a"));
+        let (b, mut rb) = job(|t: &mut Tables<'_>| {
+            put(&mut t.settings, b"half", &"written".to_string())?;
+            Err::<(), _>(OpError::Fatal(MetaError::Corrupt("boom".into())))
+        });
+        run_batch(&db, &mut vec![a, b]);
+        assert!(matches!(ra.try_recv().unwrap(), Err(MetaError::Backend(_))));
+        assert!(matches!(rb.try_recv().unwrap(), Err(MetaError::Corrupt(_))));
+        assert_eq!(stored(&db, "a"), None);
+        assert_eq!(stored(&db, "half"), None);
+        // The writer goes on: the next batch commits.
+        let (c, mut rc) = job(set("c"));
+        run_batch(&db, &mut vec![c]);
+        assert!(rc.try_recv().unwrap().is_ok());
+        assert_eq!(stored(&db, "c").as_deref(), Some("c"));
     }
 }
