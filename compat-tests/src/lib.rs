@@ -24,4 +24,4 @@ pub mod tools;
 
 pub use cluster::{bin_dir, Cluster, ClusterOptions};
 pub use data::{random_bytes, sha256_file, sha256_hex, write_random_file};
-pub use tools::{require_tool, run_ok, run_output, AwsCli, AwsCliVersion, Rclone, S3cmd};
+pub use tools::{require_tool, run_ok, run_output, AwsCli, AwsCliVersion, CliTool, Rclone, S3cmd};

@@ -74,6 +74,25 @@ pub fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// An external S3 client configured for one cluster: [`CliTool::cmd`] builds a command with
+/// the configuration in place, [`CliTool::ok`] runs it and insists on success.
+pub trait CliTool {
+    /// The tool's command with `args`, configured for the cluster.
+    fn cmd<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>;
+
+    /// Runs the tool with `args` and returns stdout; panics with the output if it fails.
+    fn ok<I, S>(&self, args: I) -> String
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        run_ok(&mut self.cmd(args))
+    }
+}
+
 /// Which aws-cli.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AwsCliVersion {
@@ -140,10 +159,12 @@ impl AwsCli {
             region: cluster.region.clone(),
         }
     }
+}
 
+impl CliTool for AwsCli {
     /// `aws --endpoint-url <cluster> <args>` with credentials and config from the environment
     /// and temporary files.
-    pub fn cmd<I, S>(&self, args: I) -> Command
+    fn cmd<I, S>(&self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -168,15 +189,6 @@ impl AwsCli {
             .arg(&self.endpoint)
             .args(args);
         cmd
-    }
-
-    /// Runs `aws <args>` and returns stdout; panics with the output if it fails.
-    pub fn ok<I, S>(&self, args: I) -> String
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
-        run_ok(&mut self.cmd(args))
     }
 }
 
@@ -207,9 +219,11 @@ impl Rclone {
         .collect();
         Rclone { exe, conf, env }
     }
+}
 
+impl CliTool for Rclone {
     /// `rclone <args>` against the `sdfbs:` remote.
-    pub fn cmd<I, S>(&self, args: I) -> Command
+    fn cmd<I, S>(&self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -225,15 +239,6 @@ impl Rclone {
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(args);
         cmd
-    }
-
-    /// Runs `rclone <args>` and returns stdout; panics with the output if it fails.
-    pub fn ok<I, S>(&self, args: I) -> String
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
-        run_ok(&mut self.cmd(args))
     }
 }
 
@@ -262,9 +267,11 @@ impl S3cmd {
         write(&conf.path().join("s3cfg"), &cfg);
         S3cmd { exe, conf }
     }
+}
 
+impl CliTool for S3cmd {
     /// `s3cmd --config <tmp> <args>`.
-    pub fn cmd<I, S>(&self, args: I) -> Command
+    fn cmd<I, S>(&self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -274,15 +281,6 @@ impl S3cmd {
             .arg(self.conf.path().join("s3cfg"))
             .args(args);
         cmd
-    }
-
-    /// Runs `s3cmd <args>` and returns stdout; panics with the output if it fails.
-    pub fn ok<I, S>(&self, args: I) -> String
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<OsStr>,
-    {
-        run_ok(&mut self.cmd(args))
     }
 }
 

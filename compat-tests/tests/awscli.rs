@@ -7,7 +7,7 @@ use std::process::Command;
 use sdfbs_compat_tests::data::read_range;
 use sdfbs_compat_tests::{
     require_tool, run_ok, run_output, sha256_file, write_random_file, AwsCli, AwsCliVersion,
-    Cluster, ClusterOptions,
+    CliTool, Cluster, ClusterOptions,
 };
 
 const MIB: u64 = 1 << 20;

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use sdfbs_compat_tests::data::read_range;
 use sdfbs_compat_tests::{
-    require_tool, sha256_file, sha256_hex, write_random_file, Cluster, ClusterOptions, Rclone,
+    require_tool, sha256_file, sha256_hex, write_random_file, CliTool, Cluster, ClusterOptions,
+    Rclone,
 };
 
 const MIB: u64 = 1 << 20;

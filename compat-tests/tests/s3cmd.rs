@@ -1,7 +1,7 @@
 //! s3cmd: mb, put, get, ls, la, info, del, a multipart put, rb.
 
 use sdfbs_compat_tests::{
-    require_tool, sha256_file, write_random_file, Cluster, ClusterOptions, S3cmd,
+    require_tool, sha256_file, write_random_file, CliTool, Cluster, ClusterOptions, S3cmd,
 };
 
 const MIB: u64 = 1 << 20;
