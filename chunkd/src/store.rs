@@ -32,7 +32,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -42,8 +42,8 @@ use crate::wire::{self, ChunkInfo};
 
 pub(crate) use data_dir::{create_dir_durably, fsync_dir};
 use data_dir::{
-    empty_dir, filesystem_size, is_fanout_name, load_or_create_node_id, lock_data_dir,
-    sorted_names, write_file_atomically,
+    create_dir_if_missing, empty_dir, filesystem_size, is_fanout_name, load_or_create_node_id,
+    lock_data_dir, sorted_names, write_file_atomically,
 };
 pub use write::{PutResult, TempChunk};
 
@@ -144,6 +144,8 @@ pub enum Verdict {
 }
 
 const LOCK_STRIPES: usize = 256;
+/// Number of `chunks/ab/cd` directories: one per 16-bit id prefix.
+const FANOUT_DIRS: usize = 1 << 16;
 const COPY_BUFFER: usize = 256 * 1024;
 
 /// The chunk store of one data directory.
@@ -157,6 +159,10 @@ pub struct Store {
     /// Per-id locks (striped by the id's first byte): rename-into-place, touch, delete and
     /// quarantine of one id are serialized; see the module doc.
     stripes: Vec<Mutex<()>>,
+    /// One flag per fan-out directory `chunks/ab/cd` (indexed by the id's first 16 bits): set
+    /// once the directory and its entries in `chunks/ab` and `chunks/` are known to be on disk,
+    /// so later PUTs into it skip the mkdir calls and the parents' fsyncs.
+    durable_dirs: Vec<AtomicBool>,
     used_bytes: AtomicU64,
     chunk_count: AtomicU64,
     corrupt_chunks: AtomicU64,
@@ -191,11 +197,29 @@ impl Store {
             node_id,
             capacity,
             stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            durable_dirs: (0..FANOUT_DIRS).map(|_| AtomicBool::new(false)).collect(),
             used_bytes: AtomicU64::new(0),
             chunk_count: AtomicU64::new(0),
             corrupt_chunks: AtomicU64::new(0),
             _lock: lock,
         };
+        // Fan-out directories present at start are made durable once (a previous run may have
+        // created one and failed before its fsync), then flagged so PUTs skip that work.
+        for level1 in sorted_names(&store.chunks_dir)? {
+            if !is_fanout_name(&level1) {
+                continue;
+            }
+            let dir1 = store.chunks_dir.join(&level1);
+            for level2 in sorted_names(&dir1)? {
+                if is_fanout_name(&level2) {
+                    if let Ok(index) = usize::from_str_radix(&format!("{level1}{level2}"), 16) {
+                        store.durable_dirs[index].store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+            fsync_dir(&dir1)?;
+        }
+        fsync_dir(&store.chunks_dir)?;
         let (mut count, mut used) = (0u64, 0u64);
         store.for_each_chunk(None, |_, meta| {
             count += 1;
@@ -238,6 +262,37 @@ impl Store {
     pub fn chunk_path(&self, id: &ChunkId) -> PathBuf {
         let s = id.as_str();
         self.chunks_dir.join(&s[0..2]).join(&s[2..4]).join(s)
+    }
+
+    fn fanout_index(id: &ChunkId) -> usize {
+        usize::from_str_radix(&id.as_str()[0..4], 16).unwrap_or(0) % FANOUT_DIRS
+    }
+
+    /// Makes sure `chunks/ab/cd` for `id` exists, before a rename into it. Returns whether the
+    /// caller must fsync the parents after its own fsync of the directory (see `write`).
+    fn prepare_fanout_dir(&self, id: &ChunkId, level2: &Path) -> Result<bool, StoreError> {
+        if self.durable_dirs[Self::fanout_index(id)].load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        if let Some(level1) = level2.parent() {
+            create_dir_if_missing(level1)?;
+        }
+        create_dir_if_missing(level2)?;
+        Ok(true)
+    }
+
+    /// After the rename into a freshly prepared `chunks/ab/cd`: fsyncs `chunks/ab` and
+    /// `chunks/` so the directory itself survives a crash, then remembers that it does. (Done
+    /// after the rename so that, on journaling file systems, one commit covers the mkdir and the
+    /// rename.) Every PUT that saw the flag unset does this, so none is acknowledged before the
+    /// directory holding its chunk is durable, even while another PUT is still creating it.
+    fn make_fanout_dir_durable(&self, id: &ChunkId, level2: &Path) -> Result<(), StoreError> {
+        if let Some(level1) = level2.parent() {
+            fsync_dir(level1)?;
+        }
+        fsync_dir(&self.chunks_dir)?;
+        self.durable_dirs[Self::fanout_index(id)].store(true, Ordering::Release);
+        Ok(())
     }
 
     fn lock(&self, id: &ChunkId) -> MutexGuard<'_, ()> {

@@ -88,6 +88,15 @@ pub(crate) fn create_dir_durably(dir: &Path) -> Result<(), StoreError> {
     }
 }
 
+/// Creates `dir` if missing; the caller makes the new entry durable (fsync of the parent).
+pub(super) fn create_dir_if_missing(dir: &Path) -> Result<(), StoreError> {
+    match fs::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_err("creating directory", dir)(e)),
+    }
+}
+
 pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())

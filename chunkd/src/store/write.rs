@@ -21,7 +21,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use super::{create_dir_durably, fsync_dir, io_err, ChunkId, Store, StoreError};
+use super::{fsync_dir, io_err, ChunkId, Store, StoreError};
 
 /// Where a committed chunk came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,9 +155,7 @@ impl<'a> TempChunk<'a> {
         let store = self.store;
         let target = store.chunk_path(&self.id);
         let level2 = target.parent().ok_or_else(|| no_parent(&target))?;
-        let level1 = level2.parent().ok_or_else(|| no_parent(level2))?;
-        create_dir_durably(level1)?;
-        create_dir_durably(level2)?;
+        let fresh_dir = store.prepare_fanout_dir(&self.id, level2)?;
 
         let outcome = {
             // Same lock as delete and touch: see the GC invariant in store.rs.
@@ -190,6 +188,9 @@ impl<'a> TempChunk<'a> {
         // The new name is durable only once its directory is fsynced; only then may the
         // caller acknowledge the write.
         fsync_dir(level2)?;
+        if fresh_dir {
+            store.make_fanout_dir_durable(&self.id, level2)?;
+        }
         Ok(outcome)
     }
 }
