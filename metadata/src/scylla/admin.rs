@@ -360,8 +360,8 @@ impl ScyllaStore {
             if seen_holder == holder {
                 return self.lease_renew(name, holder, ttl).await;
             }
-            if seen_expiry >= now {
-                return Ok(false); // held by someone else, not expired
+            if seen_expiry > now {
+                return Ok(false); // held by someone else, not expired (same rule as embedded)
             }
             let values = (holder, expires, name, &seen_holder, seen_expiry);
             let take = lwt(

@@ -9,6 +9,10 @@ use super::cql::{self, exec, first, lwt};
 use super::records::{chunk_from_row, chunk_prefix, ChunkRow, CHUNK_PREFIXES};
 use super::ScyllaStore;
 use crate::{now_millis, ChunkId, ChunkRecord, NodeId, Result, UnixMillis};
+use futures::stream::{self, StreamExt};
+
+/// How many partitions of the chunks table a walk opens ahead of the one it reads.
+const SCAN_AHEAD: usize = 8;
 
 /// Which chunks a walk returns.
 pub(super) enum ChunkFilter<'a> {
@@ -55,6 +59,11 @@ impl ScyllaStore {
         )
         .await?;
         row.map(chunk_from_row).transpose()
+    }
+
+    /// Whether the chunk has a record.
+    pub(super) async fn chunk_exists(&self, id: &ChunkId) -> Result<bool> {
+        Ok(self.chunk_row(id).await?.is_some())
     }
 
     pub(super) async fn chunk(&self, id: &ChunkId) -> Result<Option<ChunkRecord>> {
@@ -122,6 +131,10 @@ impl ScyllaStore {
     }
 
     /// Up to `limit` chunks passing `filter`, in id order strictly after `after`.
+    ///
+    /// Partitions are opened in order, a few ahead of the one being read ([`SCAN_AHEAD`]:
+    /// each opening fetches its first page), so a walk over a sparse table is not 4,096
+    /// sequential round trips. Memory stays bounded by the pages opened ahead.
     pub(super) async fn walk_chunks(
         &self,
         filter: ChunkFilter<'_>,
@@ -133,19 +146,35 @@ impl ScyllaStore {
             return Ok(out);
         }
         let start = after.as_ref().map_or(0, chunk_prefix);
-        for prefix in start..CHUNK_PREFIXES {
-            // An empty blob sorts before every id, so later partitions are read whole.
-            let lower: Vec<u8> = match &after {
-                Some(a) if prefix == start => a.0.to_vec(),
-                _ => Vec::new(),
-            };
-            let mut rows = cql::scan::<ChunkRow>(
-                &self.session,
-                &self.st.chunk_scan,
-                (prefix, lower),
-                "walking chunks",
-            )
-            .await?;
+        let after = after.as_ref();
+        let mut partitions = stream::iter(start..CHUNK_PREFIXES)
+            .map(|prefix| async move {
+                match after {
+                    // Inside the partition of `after`: strictly after it.
+                    Some(a) if prefix == start => {
+                        cql::scan::<ChunkRow>(
+                            &self.session,
+                            &self.st.chunk_scan,
+                            (prefix, a.0.as_slice()),
+                            "walking chunks",
+                        )
+                        .await
+                    }
+                    // Later partitions are read whole.
+                    _ => {
+                        cql::scan::<ChunkRow>(
+                            &self.session,
+                            &self.st.chunk_scan_all,
+                            (prefix,),
+                            "walking chunks",
+                        )
+                        .await
+                    }
+                }
+            })
+            .buffered(SCAN_AHEAD);
+        while let Some(rows) = partitions.next().await {
+            let mut rows = rows?;
             while let Some(row) = cql::next_row(&mut rows, "walking chunks").await? {
                 let mut record = chunk_from_row(row)?;
                 if self.accepts(&filter, &mut record).await? {

@@ -87,6 +87,7 @@ impl ScyllaStore {
         placements: Vec<crate::ChunkPlacement>,
     ) -> Result<()> {
         self.upload(bucket, key, upload_id).await?;
+        self.check_chunks_known(&part.chunks, &placements).await?;
         let ref_id = part_ref(upload_id, part.number);
         // Refs before the part row, as for objects.
         self.write_version_data(&ref_id, None, &part.chunks, &placements)
@@ -178,10 +179,12 @@ impl ScyllaStore {
             let part = by_number.get(n).ok_or(MetaError::InvalidPart(*n))?;
             manifest.extend_from_slice(&part.chunks);
         }
+        // The parts' chunks were checked when each part was recorded, and the parts' refs
+        // keep them from garbage collection, so they are not checked again here.
         // The object holds its own refs (written by commit_version before its row); only then
         // are the parts' refs released, so the chunks are never unreferenced in between.
         let outcome = self
-            .commit_version(bucket, object, &manifest, &[], &condition)
+            .commit_version(bucket, object, &manifest, &[], &condition, false)
             .await?;
         if let Err(e) = self.drop_upload(bucket, &key, upload_id, parts).await {
             tracing::warn!(upload_id, error = %e, "upload completed but its parts were not all released (garbage, not data loss)");

@@ -25,6 +25,52 @@ type ChunkUse<'a> = (Vec<usize>, Option<(u64, BTreeSet<&'a str>)>);
 /// `key, delete_marker, format, record` of a listing row.
 type ListRow = (String, Option<bool>, Option<i32>, Option<String>);
 
+/// `idx, chunk_id, size` of a manifest row (`idx` -1 is the header, without chunk).
+type ManifestRow = (i32, Option<Vec<u8>>, Option<i64>);
+
+/// Decodes the rows of one manifest partition (in `idx` order). `None` without a header row;
+/// `Corrupt` when the entries do not match the header's count or are not numbered 0..n.
+fn manifest_from_rows(
+    version_id: &str,
+    rows: Vec<ManifestRow>,
+) -> Result<Option<Vec<ManifestEntry>>> {
+    let corrupt =
+        |why: &str| MetaError::Corrupt(format!("manifest of version {version_id}: {why}"));
+    let mut rows = rows.into_iter().peekable();
+    let count = match rows.next_if(|(idx, _, _)| *idx == -1) {
+        Some((_, _, size)) => size.unwrap_or(0),
+        None => return Ok(None),
+    };
+    let mut out = Vec::new();
+    for (idx, chunk, size) in rows {
+        if usize::try_from(idx).ok() != Some(out.len()) {
+            return Err(corrupt(&format!("entry {idx} out of sequence")));
+        }
+        let chunk = chunk.ok_or_else(|| corrupt(&format!("entry {idx} has no chunk id")))?;
+        out.push(ManifestEntry {
+            chunk: chunk_id_from_bytes(&chunk)?,
+            size: size.unwrap_or(0).max(0) as u64,
+        });
+    }
+    if i64::try_from(out.len()).ok() != Some(count) {
+        return Err(corrupt(&format!(
+            "{} entries, the header says {count}",
+            out.len()
+        )));
+    }
+    Ok(Some(out))
+}
+
+/// The distinct chunks of `manifest` that `placements` does not place.
+fn unplaced_chunks(manifest: &[ManifestEntry], placements: &[ChunkPlacement]) -> BTreeSet<ChunkId> {
+    let placed: BTreeSet<ChunkId> = placements.iter().map(|p| p.chunk).collect();
+    manifest
+        .iter()
+        .map(|e| e.chunk)
+        .filter(|c| !placed.contains(c))
+        .collect()
+}
+
 /// The ref of manifest entry `idx` under `ref_id`.
 fn entry_ref(ref_id: &str, idx: usize) -> String {
     format!("{ref_id}#{idx}")
@@ -39,7 +85,10 @@ pub(super) fn check_condition(
     let ok = match condition {
         PutCondition::None => true,
         PutCondition::IfNoneMatchStar => live.is_none(),
-        PutCondition::IfMatch(etag) => live.is_some_and(|c| c.etag == *etag),
+        // Quotes are ignored on both sides, as in the embedded backend.
+        PutCondition::IfMatch(etag) => {
+            live.is_some_and(|c| c.etag.trim_matches('"') == etag.trim_matches('"'))
+        }
     };
     if ok {
         Ok(())
@@ -138,6 +187,15 @@ impl ScyllaStore {
             })
             .await?;
         if let Some(version_id) = version_id {
+            let count = i64::try_from(manifest.len())
+                .map_err(|_| MetaError::Backend("manifest too long".into()))?;
+            exec(
+                &self.session,
+                &self.st.manifest_header_insert,
+                (version_id, count),
+                "writing a manifest header",
+            )
+            .await?;
             stream::iter(manifest.iter().enumerate().map(Ok))
                 .try_for_each_concurrent(WRITE_CONCURRENCY, |(idx, entry)| async move {
                     let idx = i32::try_from(idx).map_err(|_| {
@@ -214,7 +272,7 @@ impl ScyllaStore {
 
     /// Releases a version no object row points at any more: refs, then manifest.
     pub(super) async fn release_version(&self, version_id: &str) -> Result<()> {
-        let manifest = self.read_manifest(version_id).await?;
+        let manifest = self.read_manifest(version_id).await?.unwrap_or_default();
         self.release_refs(&version_ref(version_id), &manifest)
             .await?;
         exec(
@@ -234,22 +292,45 @@ impl ScyllaStore {
         }
     }
 
-    pub(super) async fn read_manifest(&self, version_id: &str) -> Result<Vec<ManifestEntry>> {
-        let mut stream = cql::scan::<(Vec<u8>, i64)>(
+    /// The entries of a version's manifest; `None` when the version has no header row
+    /// (unknown, not committed, or replaced and released).
+    pub(super) async fn read_manifest(
+        &self,
+        version_id: &str,
+    ) -> Result<Option<Vec<ManifestEntry>>> {
+        let mut stream = cql::scan::<ManifestRow>(
             &self.session,
             &self.st.manifest_scan,
             (version_id,),
             "reading a manifest",
         )
         .await?;
-        let mut out = Vec::new();
-        while let Some((chunk, size)) = cql::next_row(&mut stream, "reading a manifest").await? {
-            out.push(ManifestEntry {
-                chunk: chunk_id_from_bytes(&chunk)?,
-                size: size.max(0) as u64,
-            });
+        let mut found = Vec::new();
+        while let Some(row) = cql::next_row(&mut stream, "reading a manifest").await? {
+            found.push(row);
         }
-        Ok(out)
+        manifest_from_rows(version_id, found)
+    }
+
+    /// Refuses a manifest naming a chunk that has neither a record nor a placement in this
+    /// commit (as the embedded backend does): otherwise marking it referenced would create a
+    /// chunk row without size or replicas. Checked before anything is written.
+    pub(super) async fn check_chunks_known(
+        &self,
+        manifest: &[ManifestEntry],
+        placements: &[ChunkPlacement],
+    ) -> Result<()> {
+        stream::iter(unplaced_chunks(manifest, placements).into_iter().map(Ok))
+            .try_for_each_concurrent(WRITE_CONCURRENCY, |chunk| async move {
+                if self.chunk_exists(&chunk).await? {
+                    Ok(())
+                } else {
+                    Err(MetaError::Backend(format!(
+                        "chunk {chunk} has no replica record and no placement was given for it"
+                    )))
+                }
+            })
+            .await
     }
 
     /// Commits `object` as the current version of its key: the shared path of PutObject,
@@ -261,6 +342,7 @@ impl ScyllaStore {
         manifest: &[ManifestEntry],
         placements: &[ChunkPlacement],
         condition: &PutCondition,
+        verify_chunks: bool,
     ) -> Result<CommitOutcome> {
         self.check_bucket_live(bucket).await?;
         let shard = shard_of(&object.key, bucket.shard_count);
@@ -269,6 +351,9 @@ impl ScyllaStore {
             .await?;
         // Fail fast, before anything is written.
         check_condition(condition, current.as_ref())?;
+        if verify_chunks {
+            self.check_chunks_known(manifest, placements).await?;
+        }
         self.write_version_data(
             &version_ref(&object.version_id),
             Some(&object.version_id),
@@ -478,5 +563,89 @@ mod tests {
         assert!(check_condition(&PutCondition::IfMatch("abd".into()), Some(&live)).is_err());
         assert!(check_condition(&PutCondition::IfMatch("".into()), Some(&marker)).is_err());
         assert!(check_condition(&PutCondition::IfMatch("abc".into()), None).is_err());
+        // Quotes are ignored on either side, as in the embedded backend.
+        assert!(check_condition(&PutCondition::IfMatch("\"abc\"".into()), Some(&live)).is_ok());
+        let quoted = object("\"abc\"", false);
+        assert!(check_condition(&PutCondition::IfMatch("abc".into()), Some(&quoted)).is_ok());
+    }
+
+    fn id(n: u8) -> ChunkId {
+        ChunkId([n; 32])
+    }
+
+    fn entry_row(idx: i32, n: u8, size: i64) -> ManifestRow {
+        (idx, Some(vec![n; 32]), Some(size))
+    }
+
+    #[test]
+    fn manifest_rows_need_a_header() {
+        // No rows at all: unknown or released version.
+        assert_eq!(manifest_from_rows("v", vec![]).unwrap(), None);
+        // Entries without a header (a commit that never finished writing): unknown too.
+        assert_eq!(
+            manifest_from_rows("v", vec![entry_row(0, 1, 5)]).unwrap(),
+            None
+        );
+        // The header alone: an empty object.
+        assert_eq!(
+            manifest_from_rows("v", vec![(-1, None, Some(0))]).unwrap(),
+            Some(vec![])
+        );
+        let rows = vec![(-1, None, Some(2)), entry_row(0, 1, 7), entry_row(1, 1, 3)];
+        assert_eq!(
+            manifest_from_rows("v", rows).unwrap(),
+            Some(vec![
+                ManifestEntry {
+                    chunk: id(1),
+                    size: 7
+                },
+                ManifestEntry {
+                    chunk: id(1),
+                    size: 3
+                },
+            ])
+        );
+    }
+
+    #[test]
+    fn manifest_rows_that_disagree_are_corrupt() {
+        let short = vec![(-1, None, Some(2)), entry_row(0, 1, 7)];
+        assert!(matches!(
+            manifest_from_rows("v", short),
+            Err(MetaError::Corrupt(_))
+        ));
+        let gap = vec![(-1, None, Some(2)), entry_row(0, 1, 7), entry_row(2, 1, 7)];
+        assert!(matches!(
+            manifest_from_rows("v", gap),
+            Err(MetaError::Corrupt(_))
+        ));
+        let no_chunk = vec![(-1, None, Some(1)), (0, None, Some(7))];
+        assert!(matches!(
+            manifest_from_rows("v", no_chunk),
+            Err(MetaError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn unplaced_chunks_are_the_distinct_unplaced_ones() {
+        let manifest: Vec<ManifestEntry> = [1, 2, 1, 3]
+            .into_iter()
+            .map(|n| ManifestEntry {
+                chunk: id(n),
+                size: 1,
+            })
+            .collect();
+        let placements = vec![ChunkPlacement {
+            chunk: id(2),
+            size: 1,
+            nodes: vec!["n1".into()],
+        }];
+        assert_eq!(
+            unplaced_chunks(&manifest, &placements)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            [id(1), id(3)]
+        );
+        assert!(unplaced_chunks(&[], &placements).is_empty());
     }
 }

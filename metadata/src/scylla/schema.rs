@@ -122,9 +122,11 @@ statements! {
     object_any: Idempotent => "SELECT key FROM {ks}.objects WHERE bucket_id = ? AND shard = ? LIMIT 1",
     object_stats_scan: Scan => "SELECT size, delete_marker FROM {ks}.objects",
 
-    // manifests
+    // manifests: row idx -1 is the header (size = number of entries), written for every
+    // version, so an empty manifest differs from an unknown or released version.
     manifest_insert: Idempotent => "INSERT INTO {ks}.manifests (version_id, idx, chunk_id, size) VALUES (?, ?, ?, ?)",
-    manifest_scan: Scan => "SELECT chunk_id, size FROM {ks}.manifests WHERE version_id = ?",
+    manifest_header_insert: Idempotent => "INSERT INTO {ks}.manifests (version_id, idx, size) VALUES (?, -1, ?)",
+    manifest_scan: Scan => "SELECT idx, chunk_id, size FROM {ks}.manifests WHERE version_id = ?",
     manifest_delete: Idempotent => "DELETE FROM {ks}.manifests WHERE version_id = ?",
 
     // chunks
@@ -133,6 +135,7 @@ statements! {
     chunk_mark_unreferenced: Idempotent => "UPDATE {ks}.chunks SET unreferenced_since = ? WHERE prefix = ? AND chunk_id = ?",
     chunk_get: Idempotent => "SELECT chunk_id, size, replicas, created, last_verified, unreferenced_since FROM {ks}.chunks WHERE prefix = ? AND chunk_id = ?",
     chunk_scan: Scan => "SELECT chunk_id, size, replicas, created, last_verified, unreferenced_since FROM {ks}.chunks WHERE prefix = ? AND chunk_id > ?",
+    chunk_scan_all: Scan => "SELECT chunk_id, size, replicas, created, last_verified, unreferenced_since FROM {ks}.chunks WHERE prefix = ?",
     chunk_add_replica: Idempotent => "UPDATE {ks}.chunks SET replicas = replicas + ? WHERE prefix = ? AND chunk_id = ?",
     chunk_drop_replica: Idempotent => "UPDATE {ks}.chunks SET replicas = replicas - ? WHERE prefix = ? AND chunk_id = ?",
     chunk_delete: Lwt => "DELETE FROM {ks}.chunks WHERE prefix = ? AND chunk_id = ? IF unreferenced_since = ?",

@@ -33,7 +33,7 @@ impl MetadataStore for ScyllaStore {
         placements: Vec<ChunkPlacement>,
         condition: PutCondition,
     ) -> Result<CommitOutcome> {
-        self.commit_version(bucket, object, &manifest, &placements, &condition)
+        self.commit_version(bucket, object, &manifest, &placements, &condition, true)
             .await
     }
     async fn get_object(&self, bucket: &BucketRecord, key: &str) -> Result<Option<ObjectRecord>> {
@@ -41,7 +41,11 @@ impl MetadataStore for ScyllaStore {
         self.read_object(&bucket.id, shard, key, false).await
     }
     async fn get_manifest(&self, version_id: &str) -> Result<Vec<ManifestEntry>> {
-        self.read_manifest(version_id).await
+        // Like the embedded backend: `NoSuchKey` for a version without a manifest (unknown,
+        // or replaced and released), so a reader racing an overwrite never gets an empty list.
+        self.read_manifest(version_id)
+            .await?
+            .ok_or(MetaError::NoSuchKey)
     }
     async fn delete_object(
         &self,
