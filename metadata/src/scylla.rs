@@ -34,10 +34,14 @@
 //!
 //! # Commit order, and what a reader sees if a gateway dies midway
 //!
-//! A commit (`commit_object`) writes, in this order:
+//! A commit (`commit_object`) first checks, writing nothing: the bucket still has the same id,
+//! the condition holds, and every manifest chunk without a placement has a chunk record.
+//! Then it writes, in this order:
 //! 1. for each chunk: its refs (`chunk_refs`, `obj/<version id>#<index>`, one per manifest
 //!    entry), then its `chunks` row
-//!    (replicas, `unreferenced_since = 0`); and the manifest rows of the new version;
+//!    (replicas, `unreferenced_since = 0`); and the manifest rows of the new version, with
+//!    its header row (`idx` -1, the entry count): a version without a header is unknown or
+//!    released, and `get_manifest` answers `NoSuchKey` for it, as the embedded backend does;
 //! 2. the object row, by LWT (the commit point): the version becomes visible at once, whole;
 //! 3. the release of the replaced version: its refs, its manifest, and the unreferenced mark
 //!    of chunks left without refs.

@@ -176,7 +176,15 @@ impl ScyllaStore {
             parts.iter().map(|(_, p)| (p.number, p)).collect();
         let mut manifest: Vec<ManifestEntry> = Vec::new();
         for n in part_numbers {
-            let part = by_number.get(n).ok_or(MetaError::InvalidPart(*n))?;
+            let Some(part) = by_number.get(n) else {
+                // Report what the embedded backend reports first: a missing bucket or a failed
+                // condition before an invalid part (checked only on this error path).
+                self.check_bucket_live(bucket).await?;
+                let shard = super::listing::shard_of(&key, bucket.shard_count);
+                let current = self.read_object(&bucket.id, shard, &key, true).await?;
+                super::objects::check_condition(&condition, current.as_ref())?;
+                return Err(MetaError::InvalidPart(*n));
+            };
             manifest.extend_from_slice(&part.chunks);
         }
         // The parts' chunks were checked when each part was recorded, and the parts' refs
