@@ -22,7 +22,11 @@ pub struct ChunkId(pub [u8; 32]);
 impl ChunkId {
     /// Parses 64 lowercase hex characters. Anything else is `None`.
     pub fn from_hex(s: &str) -> Option<ChunkId> {
-        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() != 64
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return None;
         }
         let mut out = [0u8; 32];
