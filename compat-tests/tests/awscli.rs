@@ -254,3 +254,47 @@ fn awscli_v1() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     exercise(AwsCliVersion::V1, 200 * MIB);
 }
+
+/// The Python interpreter an aws-cli script runs with (its `#!` line).
+fn python_of(aws: &Path) -> std::path::PathBuf {
+    let text = std::fs::read(aws).expect("read the aws script");
+    let first = text.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(first);
+    let interpreter = line
+        .strip_prefix("#!")
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("{} has no #! line", aws.display()));
+    interpreter.into()
+}
+
+/// An empty upload followed by one with a body on the same pooled connection, through each
+/// aws-cli's own botocore: the gateway must not leave the connection in a state an unpatched
+/// botocore misreads (it closes connections after an empty `Expect: 100-continue` request).
+fn empty_then_data(version: AwsCliVersion) {
+    let Some(exe) = AwsCli::find(version) else {
+        return;
+    };
+    let python = python_of(&exe);
+    let cluster = Cluster::start(ClusterOptions::default());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/empty_then_data.py");
+    let out = run_ok(
+        Command::new(python)
+            .arg(script)
+            .arg(&cluster.s3_url)
+            .arg(&cluster.access_key)
+            .arg(&cluster.secret_key)
+            .arg(&cluster.region)
+            .arg("reuse"),
+    );
+    assert_eq!(out.trim(), "ok");
+}
+
+#[test]
+fn awscli_v2_empty_then_data_on_one_connection() {
+    empty_then_data(AwsCliVersion::V2);
+}
+
+#[test]
+fn awscli_v1_empty_then_data_on_one_connection() {
+    empty_then_data(AwsCliVersion::V1);
+}

@@ -282,10 +282,19 @@ where
         let path = req.uri().path().to_string();
         let quiet = path == "/health" || path == chunkd::wire::HEARTBEAT_PATH;
         let (label, peer) = (self.label, self.peer);
+        let close_after = expects_continue_without_body(&req);
         let started = Instant::now();
         let fut = self.inner.call(req);
         Box::pin(async move {
-            let result = fut.await;
+            let mut result = fut.await;
+            if close_after {
+                if let Ok(resp) = &mut result {
+                    resp.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+            }
             // Milliseconds to the response head, to 0.01 ms.
             let ms = (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
             match &result {
@@ -299,6 +308,31 @@ where
             result
         })
     }
+}
+
+/// Whether a request announces `Expect: 100-continue` but has no body.
+///
+/// hyper sends `100 Continue` only when a handler starts reading the body, so such a request gets
+/// its final answer straight away. botocore (aws-cli v1 and v2, boto3) then parses the next
+/// response on the same pooled connection against the stale status line of this one
+/// (boto/botocore#3755) and fails an upload with a header-parsing error. Closing the connection
+/// after answering these requests keeps every client version working; it costs one new
+/// connection per empty upload.
+fn expects_continue_without_body<B>(req: &Request<B>) -> bool {
+    let headers = req.headers();
+    let expects_continue = headers
+        .get(http::header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("100-continue"));
+    let content_length = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    let empty = match content_length {
+        Some(len) => len == "0",
+        None => !headers.contains_key(http::header::TRANSFER_ENCODING),
+    };
+    expects_continue && empty
 }
 
 /// Resolves when SIGTERM or SIGINT (Ctrl-C) arrives.
@@ -321,5 +355,47 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expects_continue_without_body;
+    use http::Request;
+
+    fn req(headers: &[(&str, &str)]) -> Request<()> {
+        let mut b = Request::builder().method("PUT").uri("/b/k");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn empty_body_with_expect_continue_closes_the_connection() {
+        assert!(expects_continue_without_body(&req(&[
+            ("expect", "100-continue"),
+            ("content-length", "0")
+        ])));
+        assert!(expects_continue_without_body(&req(&[(
+            "Expect",
+            "100-Continue"
+        )])));
+    }
+
+    #[test]
+    fn other_requests_keep_the_connection() {
+        assert!(!expects_continue_without_body(&req(&[
+            ("expect", "100-continue"),
+            ("content-length", "5")
+        ])));
+        assert!(!expects_continue_without_body(&req(&[
+            ("expect", "100-continue"),
+            ("transfer-encoding", "chunked")
+        ])));
+        assert!(!expects_continue_without_body(&req(&[(
+            "content-length",
+            "0"
+        )])));
     }
 }
