@@ -8,9 +8,10 @@
 //! `If-None-Match: *` / `If-Match: "etag"` into a `PutCondition` that the metadata store checks
 //! atomically with the commit, so two racing writers cannot both win.
 
+use crate::state::Gateway;
 use s3s::dto::{ETagCondition, Timestamp};
 use s3s::{S3Error, S3ErrorCode, S3Result};
-use sdfbs_metadata::{ObjectRecord, PutCondition, UnixMillis};
+use sdfbs_metadata::{BucketRecord, ObjectRecord, PutCondition, UnixMillis};
 
 /// The conditions of a read.
 #[derive(Default)]
@@ -132,6 +133,28 @@ pub fn precheck_put(condition: &PutCondition, current: Option<&ObjectRecord>) ->
         (PutCondition::IfMatch(etag), Some(o)) if o.etag == *etag => Ok(()),
         (PutCondition::IfMatch(_), Some(_)) => Err(precondition_failed()),
     }
+}
+
+/// The condition of a conditional write, checked at once against the current object so that a
+/// write bound to fail sends no data to the storage nodes ([`precheck_put`]). The store checks it
+/// again, atomically, at the commit.
+pub async fn checked_put_condition(
+    gw: &Gateway,
+    bucket: &BucketRecord,
+    key: &str,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> S3Result<PutCondition> {
+    let condition = put_condition(if_match, if_none_match)?;
+    if condition != PutCondition::None {
+        let current = gw
+            .meta
+            .get_object(bucket, key)
+            .await
+            .map_err(super::error::meta)?;
+        precheck_put(&condition, current.as_ref())?;
+    }
+    Ok(condition)
 }
 
 #[cfg(test)]

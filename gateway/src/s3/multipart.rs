@@ -27,7 +27,7 @@ use futures::StreamExt;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use sdfbs_metadata::{
-    now_millis, MetaError, ObjectRecord, PartRecord, PutCondition, UploadListQuery, UploadRecord,
+    now_millis, MetaError, ObjectRecord, PartRecord, UploadListQuery, UploadRecord,
 };
 use std::collections::BTreeMap;
 
@@ -333,16 +333,14 @@ pub async fn complete(
         }
         Err(e) => return Err(error::meta(e)),
     };
-    let condition =
-        conditions::put_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
-    if condition != PutCondition::None {
-        let current = gw
-            .meta
-            .get_object(&bucket, &input.key)
-            .await
-            .map_err(error::meta)?;
-        conditions::precheck_put(&condition, current.as_ref())?;
-    }
+    let condition = conditions::checked_put_condition(
+        gw,
+        &bucket,
+        &input.key,
+        input.if_match.as_ref(),
+        input.if_none_match.as_ref(),
+    )
+    .await?;
     let stored: BTreeMap<u32, PartRecord> = gw
         .meta
         .list_parts(

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use futures::Stream;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
-use sdfbs_metadata::{now_millis, BucketRecord, ObjectRecord, PutCondition};
+use sdfbs_metadata::{now_millis, BucketRecord, ObjectRecord};
 use std::collections::BTreeMap;
 
 /// Header names of the stored headers other than Content-Type (ObjectRecord::headers).
@@ -219,16 +219,14 @@ pub async fn put(
     // 1. Validate, before reading the body.
     let bucket = load_bucket(gw, &input.bucket).await?;
     names::check_key(&input.key)?;
-    let condition =
-        conditions::put_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
-    if condition != PutCondition::None {
-        let current = gw
-            .meta
-            .get_object(&bucket, &input.key)
-            .await
-            .map_err(error::meta)?;
-        conditions::precheck_put(&condition, current.as_ref())?;
-    }
+    let condition = conditions::checked_put_condition(
+        gw,
+        &bucket,
+        &input.key,
+        input.if_match.as_ref(),
+        input.if_none_match.as_ref(),
+    )
+    .await?;
     let requested = requested_checksums!(input, trailer_header.as_deref(), None)?;
     let stored = stored_headers!(input)?;
 
