@@ -58,6 +58,7 @@ fn main() -> Result<()> {
 struct Round {
     plain1: f64,
     plain8: f64,
+    atomic8: f64,
     put1: f64,
     put8: f64,
     get1: f64,
@@ -75,13 +76,16 @@ async fn run(dir: &Path, chunks: usize, rounds: usize) -> Result<()> {
     let mut results = Vec::new();
     for round in 0..rounds as u64 {
         // Fresh data for every phase, so every write really writes.
-        let set = |phase: u64| Arc::new(make_chunks(round * 4 + phase, chunks));
+        let set = |phase: u64| Arc::new(make_chunks(round * 5 + phase, chunks));
         let mib = chunks as f64;
         let rate = |d: Duration| mib / d.as_secs_f64();
         let (plain_set1, plain_set8) = (set(0), set(1));
-        let plain1 = rate(plain_write(&plain_dir, &plain_set1, 1).await?);
-        let plain8 = rate(plain_write(&plain_dir, &plain_set8, 8).await?);
-        drop((plain_set1, plain_set8));
+        let plain1 = rate(plain_write(&plain_dir, &plain_set1, 1, Durability::Fsync).await?);
+        let plain8 = rate(plain_write(&plain_dir, &plain_set8, 8, Durability::Fsync).await?);
+        let atomic_set8 = set(4);
+        let atomic8 =
+            rate(plain_write(&plain_dir, &atomic_set8, 8, Durability::AtomicRename).await?);
+        drop((plain_set1, plain_set8, atomic_set8));
         let (put_set1, put_set8) = (set(2), set(3));
         let put1 = rate(timed(put_all(&client, &put_set1, 1)).await?);
         let put8 = rate(timed(put_all(&client, &put_set8, 8)).await?);
@@ -92,6 +96,7 @@ async fn run(dir: &Path, chunks: usize, rounds: usize) -> Result<()> {
         let r = Round {
             plain1,
             plain8,
+            atomic8,
             put1,
             put8,
             get1,
@@ -115,6 +120,7 @@ async fn run(dir: &Path, chunks: usize, rounds: usize) -> Result<()> {
     let m = Round {
         plain1: median(|r| r.plain1),
         plain8: median(|r| r.plain8),
+        atomic8: median(|r| r.atomic8),
         put1: median(|r| r.put1),
         put8: median(|r| r.put8),
         get1: median(|r| r.get1),
@@ -133,6 +139,10 @@ async fn run(dir: &Path, chunks: usize, rounds: usize) -> Result<()> {
         "| plain write + fsync, 1 file per chunk | 8 | {:.0} |",
         m.plain8
     );
+    println!(
+        "| plain write + fsync, rename, directory fsync (chunkd's on-disk steps, no HTTP, no hashing) | 8 | {:.0} |",
+        m.atomic8
+    );
     println!("| chunkd PUT 1 MiB | 1 | {:.0} |", m.put1);
     println!("| chunkd PUT 1 MiB | 8 | {:.0} |", m.put8);
     println!("| chunkd GET 1 MiB | 1 | {:.0} |", m.get1);
@@ -142,6 +152,10 @@ async fn run(dir: &Path, chunks: usize, rounds: usize) -> Result<()> {
         "PUT at 8 clients = {:.0} % of the plain fsync write rate at 8 writers ({:.0} % of 1 writer); target >= 70 %",
         100.0 * m.put8 / m.plain8,
         100.0 * m.put8 / m.plain1
+    );
+    println!(
+        "PUT at 8 clients = {:.0} % of the same on-disk steps (write, fsync, rename, directory fsync) without HTTP and hashing",
+        100.0 * m.put8 / m.atomic8
     );
     println!(
         "GET at 8 clients = {:.2} GiB/s; target >= 1 GiB/s",
@@ -173,11 +187,22 @@ async fn timed<F: std::future::Future<Output = Result<()>>>(f: F) -> Result<Dura
     Ok(started.elapsed())
 }
 
-/// The baseline: each chunk written to its own file and fsynced, by `writers` threads.
+/// How much of chunkd's on-disk protocol a baseline write performs.
+#[derive(Clone, Copy, PartialEq)]
+enum Durability {
+    /// Write the file and fsync its data: the "plain write with fsync".
+    Fsync,
+    /// What chunkd must do before it acknowledges: write a temporary file, fsync it, rename
+    /// it into place, fsync the directory.
+    AtomicRename,
+}
+
+/// The baseline: each chunk written to its own file and made durable, by `writers` threads.
 async fn plain_write(
     dir: &Path,
     set: &Arc<Vec<(String, Bytes)>>,
     writers: usize,
+    durability: Durability,
 ) -> Result<Duration> {
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -186,9 +211,18 @@ async fn plain_write(
         let dir = dir.to_owned();
         tasks.push(tokio::task::spawn_blocking(move || -> Result<()> {
             for (id, data) in set.iter().skip(w).step_by(writers) {
-                let mut file = std::fs::File::create(dir.join(id))?;
+                if durability == Durability::Fsync {
+                    let mut file = std::fs::File::create(dir.join(id))?;
+                    file.write_all(data)?;
+                    file.sync_data()?;
+                    continue;
+                }
+                let tmp = dir.join(format!("{id}.tmp"));
+                let mut file = std::fs::File::create(&tmp)?;
                 file.write_all(data)?;
-                file.sync_data()?;
+                file.sync_all()?;
+                std::fs::rename(&tmp, dir.join(id))?;
+                std::fs::File::open(&dir)?.sync_all()?;
             }
             Ok(())
         }));
