@@ -125,7 +125,7 @@ pub async fn start(config: NodeConfig) -> Result<RunningNode, Error> {
 
     let shared = Arc::new(Shared {
         store: Arc::clone(&store),
-        authorization: format!("Bearer {}", config.cluster_secret),
+        cluster_secret: config.cluster_secret.clone(),
         max_chunk_size: config.max_chunk_size,
         zone: config.zone.clone(),
         started: Instant::now(),

@@ -19,6 +19,32 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Whether `s` is made only of lowercase hex digits (`0-9a-f`).
+pub fn is_lower_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Whether `headers` carry `Authorization: Bearer <secret>`. The comparison takes the same time
+/// whatever the position of the first differing byte, so a secret cannot be guessed byte by byte
+/// from response times. An empty secret matches nothing.
+pub fn bearer_matches(headers: &http::HeaderMap, secret: &str) -> bool {
+    let Some(given) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+    else {
+        return false;
+    };
+    let expected = secret.as_bytes();
+    !expected.is_empty()
+        && given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
 /// Path prefix of chunk requests.
 pub const CHUNKS_PATH: &str = "/chunks";
 /// Path of the gateway endpoint heartbeats are posted to (on the gateway's admin port).
@@ -28,9 +54,7 @@ pub const HEARTBEAT_PATH: &str = "/cluster/heartbeat";
 /// (upper case, `..`, `/`, percent-encoding, other lengths) is rejected before any file is
 /// touched, which is what keeps every request inside the data directory.
 pub fn is_valid_chunk_id(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64 && is_lower_hex(s)
 }
 
 /// `GET /health`: the node's state. Lists no chunk ids.
@@ -82,4 +106,35 @@ pub struct ErrorBody {
     /// `TooLarge`, `InsufficientStorage`, `TooYoung`, `Internal`, ...
     pub code: String,
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{header, HeaderMap};
+
+    #[test]
+    fn bearer_must_match_exactly() {
+        let mut headers = HeaderMap::new();
+        assert!(!bearer_matches(&headers, "s3cret"));
+        headers.insert(header::AUTHORIZATION, "Bearer s3cret".parse().unwrap());
+        assert!(bearer_matches(&headers, "s3cret"));
+        assert!(!bearer_matches(&headers, ""));
+        headers.insert(header::AUTHORIZATION, "Bearer s3cres".parse().unwrap());
+        assert!(!bearer_matches(&headers, "s3cret"));
+        headers.insert(header::AUTHORIZATION, "Bearer s3cret2".parse().unwrap());
+        assert!(!bearer_matches(&headers, "s3cret"));
+        headers.insert(header::AUTHORIZATION, "s3cret".parse().unwrap());
+        assert!(!bearer_matches(&headers, "s3cret"));
+        headers.insert(header::AUTHORIZATION, "Bearer ".parse().unwrap());
+        assert!(!bearer_matches(&headers, ""));
+    }
+
+    #[test]
+    fn chunk_ids_are_64_lowercase_hex_characters() {
+        assert!(is_valid_chunk_id(&"a".repeat(64)));
+        assert!(!is_valid_chunk_id(&"A".repeat(64)));
+        assert!(!is_valid_chunk_id(&"a".repeat(63)));
+        assert!(!is_valid_chunk_id(&format!("{}..", "a".repeat(62))));
+    }
 }

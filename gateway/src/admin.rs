@@ -262,13 +262,7 @@ pub fn permission_name(p: Permission) -> &'static str {
 
 /// Checks `Authorization: Bearer <expected>`, in constant time.
 fn require_bearer(req: &Request<Incoming>, expected: &str, what: &str) -> Result<(), Failure> {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !expected.is_empty() && constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+    if chunkd::wire::bearer_matches(req.headers(), expected) {
         Ok(())
     } else {
         Err(Failure(
@@ -277,14 +271,6 @@ fn require_bearer(req: &Request<Incoming>, expected: &str, what: &str) -> Result
             format!("missing or wrong {what} (send it as `Authorization: Bearer ...`)"),
         ))
     }
-}
-
-/// Equality that takes the same time whatever the position of the first difference.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn read_json<T: for<'de> Deserialize<'de>>(req: Request<Incoming>) -> Result<T, Failure> {
@@ -339,14 +325,6 @@ fn empty(status: StatusCode) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn constant_time_eq_compares_bytes() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(constant_time_eq(b"", b""));
-    }
 
     #[test]
     fn permissions_parse() {

@@ -118,10 +118,7 @@ pub(super) fn empty_dir(dir: &Path) -> Result<(), StoreError> {
 
 /// Whether `name` can be a fan-out directory: two lowercase hex characters.
 pub(super) fn is_fanout_name(name: &str) -> bool {
-    name.len() == 2
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    name.len() == 2 && crate::wire::is_lower_hex(name)
 }
 
 /// Names in `dir`, sorted; an absent directory (or a file where a directory was expected)
