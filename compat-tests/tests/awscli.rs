@@ -1,5 +1,6 @@
 //! aws-cli v2 (Debian's `awscli`) and v1 (PyPI, `$SDFBS_AWSCLI_V1`): mb, cp, sync, ls, rm, rb,
-//! presign + curl, a large multipart upload and ranged downloads, compared byte for byte.
+//! presign + curl, a large multipart upload and ranged downloads, and issue 4's 1 GiB `cp` round
+//! trip, compared byte for byte.
 
 use std::path::Path;
 use std::process::Command;
@@ -39,18 +40,22 @@ fn assert_same_tree(a: &Path, b: &Path, files: &[&str]) {
     }
 }
 
-/// Keys listed by `aws s3 ls --recursive`: each line is `DATE TIME SIZE KEY`.
-fn ls_keys(out: &str) -> Vec<String> {
-    let mut keys: Vec<String> = out
-        .lines()
+/// Objects listed by `aws s3 ls`, as `(size, key)`: each object line is `DATE TIME SIZE KEY`
+/// (the key may hold spaces); `PRE prefix/` lines are left out.
+fn ls_objects(out: &str) -> Vec<(u64, String)> {
+    out.lines()
         .filter_map(|l| {
-            let mut rest = l.trim_start();
-            for _ in 0..3 {
-                rest = rest.split_once(' ')?.1.trim_start();
-            }
-            Some(rest.to_string())
+            let (_date, rest) = l.trim_start().split_once(' ')?;
+            let (_time, rest) = rest.trim_start().split_once(' ')?;
+            let (size, key) = rest.trim_start().split_once(' ')?;
+            Some((size.parse().ok()?, key.trim_start().to_string()))
         })
-        .collect();
+        .collect()
+}
+
+/// Keys listed by `aws s3 ls --recursive`, sorted.
+fn ls_keys(out: &str) -> Vec<String> {
+    let mut keys: Vec<String> = ls_objects(out).into_iter().map(|(_, k)| k).collect();
     keys.sort();
     keys
 }
@@ -239,8 +244,9 @@ fn exercise(version: AwsCliVersion, big_size: u64) {
     assert!(!aws.ok(["s3", "ls"]).contains("cli-bucket"));
 }
 
-/// The two tests take turns: each runs a cluster plus a multi-threaded Python client moving
-/// 200 MiB, and on a 2-core machine running both at once mostly measures contention.
+/// The large-transfer tests take turns: each runs a cluster plus a multi-threaded Python client
+/// moving hundreds of MiB, and on a 2-core machine running them at once mostly measures
+/// contention.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
@@ -253,6 +259,49 @@ fn awscli_v2() {
 fn awscli_v1() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     exercise(AwsCliVersion::V1, 200 * MIB);
+}
+
+/// Issue 4's acceptance transfer: `aws s3 cp` (Debian's aws-cli v2) of a 1 GiB file up and back
+/// down is byte-identical. The files are compared by length and streamed SHA-256, never read
+/// into memory, so the test's memory stays flat whatever the size.
+#[test]
+fn awscli_v2_one_gib_round_trip() {
+    const SIZE: u64 = 1024 * MIB;
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(exe) = AwsCli::find(AwsCliVersion::V2) else {
+        return;
+    };
+    let cluster = Cluster::start(ClusterOptions::default());
+    let aws = AwsCli::new(exe, AwsCliVersion::V2, &cluster);
+    let work = cluster.dir().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let src = work.join("one-gib.bin");
+    let digest = write_random_file(&src, SIZE, 1024).unwrap();
+
+    aws.ok(["s3", "mb", "s3://gib-bucket"]);
+    aws.ok([
+        "s3".as_ref(),
+        "cp".as_ref(),
+        src.as_os_str(),
+        "s3://gib-bucket/one-gib.bin".as_ref(),
+    ]);
+    let listed = ls_objects(&aws.ok(["s3", "ls", "s3://gib-bucket/"]));
+    assert_eq!(listed, [(SIZE, "one-gib.bin".to_string())]);
+
+    let back = work.join("one-gib.back");
+    aws.ok([
+        "s3".as_ref(),
+        "cp".as_ref(),
+        "s3://gib-bucket/one-gib.bin".as_ref(),
+        back.as_os_str(),
+    ]);
+    assert_eq!(std::fs::metadata(&back).unwrap().len(), SIZE);
+    assert_eq!(sha256_file(&back).unwrap(), digest);
+
+    aws.ok(["s3", "rm", "s3://gib-bucket/one-gib.bin"]);
+    let left = aws.ok(["s3", "ls", "--recursive", "s3://gib-bucket/"]);
+    assert!(left.trim().is_empty(), "left after rm: {left}");
+    aws.ok(["s3", "rb", "s3://gib-bucket"]);
 }
 
 /// The Python interpreter an aws-cli script runs with (its `#!` line).
