@@ -7,7 +7,11 @@
 //! Environment: `CHUNKD_BENCH_DIR` (default: the system temp dir) picks the disk;
 //! `CHUNKD_BENCH_CHUNKS` (default 256) the number of 1 MiB chunks per measurement;
 //! `CHUNKD_BENCH_ROUNDS` (default 5) how many rounds; the figures are the median per
-//! measurement (the machine is shared, so single runs are noisy).
+//! measurement (the machine is shared, so single runs are noisy);
+//! `CHUNKD_BENCH_CPU=1` prints the wall time and this process's CPU time of every phase;
+//! `CHUNKD_BENCH_TARGET=http://HOST:PORT` sends the PUTs and GETs to a chunkd started
+//! separately (with `--cluster-secret bench-secret`), so that its CPU time and profile can be
+//! taken apart from the client's. Every run writes new data, so a node can be reused.
 //!
 //! The node runs in-process (`chunkd::start`) on 127.0.0.1 with its own HTTP listener; the
 //! clients are `ChunkClient`s, exactly what the gateway uses. The baseline writes every chunk
@@ -69,22 +73,35 @@ async fn run(dir: &Path, chunks: usize, rounds: usize) -> Result<()> {
     let mut config = NodeConfig::new(dir.join("node"), "127.0.0.1:0".parse()?, SECRET);
     config.scrub_rate = 0; // measure the request path, not the background scrubber
     let node = chunkd::start(config).await?;
-    let client = ChunkClient::new(&format!("http://{}", node.local_addr()), SECRET);
+    let target = std::env::var("CHUNKD_BENCH_TARGET")
+        .unwrap_or_else(|_| format!("http://{}", node.local_addr()));
+    let client = ChunkClient::new(&target, SECRET);
     let plain_dir = dir.join("plain");
     std::fs::create_dir_all(&plain_dir)?;
 
     let mut results = Vec::new();
     for round in 0..rounds as u64 {
         // Fresh data for every phase, so every write really writes.
-        let set = |phase: u64| Arc::new(make_chunks(round * 5 + phase, chunks));
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() << 8)
+            .unwrap_or(0);
+        let set = |phase: u64| Arc::new(make_chunks(seed + round * 5 + phase, chunks));
         let mib = chunks as f64;
         let rate = |d: Duration| mib / d.as_secs_f64();
         let (plain_set1, plain_set8) = (set(0), set(1));
-        let plain1 = rate(plain_write(&plain_dir, &plain_set1, 1, Durability::Fsync).await?);
-        let plain8 = rate(plain_write(&plain_dir, &plain_set8, 8, Durability::Fsync).await?);
+        let plain1 = rate(timed(plain_write(&plain_dir, &plain_set1, 1, Durability::Fsync)).await?);
+        let plain8 = rate(timed(plain_write(&plain_dir, &plain_set8, 8, Durability::Fsync)).await?);
         let atomic_set8 = set(4);
-        let atomic8 =
-            rate(plain_write(&plain_dir, &atomic_set8, 8, Durability::AtomicRename).await?);
+        let atomic8 = rate(
+            timed(plain_write(
+                &plain_dir,
+                &atomic_set8,
+                8,
+                Durability::AtomicRename,
+            ))
+            .await?,
+        );
         drop((plain_set1, plain_set8, atomic_set8));
         let (put_set1, put_set8) = (set(2), set(3));
         let put1 = rate(timed(put_all(&client, &put_set1, 1)).await?);
@@ -183,8 +200,26 @@ fn make_chunks(phase: u64, n: usize) -> Vec<(String, Bytes)> {
 
 async fn timed<F: std::future::Future<Output = Result<()>>>(f: F) -> Result<Duration> {
     let started = Instant::now();
+    let cpu = cpu_seconds();
     f.await?;
-    Ok(started.elapsed())
+    let elapsed = started.elapsed();
+    if std::env::var_os("CHUNKD_BENCH_CPU").is_some() {
+        eprintln!(
+            "  phase: {:.3} s wall, {:.3} s CPU (whole process)",
+            elapsed.as_secs_f64(),
+            cpu_seconds() - cpu
+        );
+    }
+    Ok(elapsed)
+}
+
+/// User + system CPU time of this process so far.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// How much of chunkd's on-disk protocol a baseline write performs.
@@ -203,8 +238,7 @@ async fn plain_write(
     set: &Arc<Vec<(String, Bytes)>>,
     writers: usize,
     durability: Durability,
-) -> Result<Duration> {
-    let started = Instant::now();
+) -> Result<()> {
     let mut tasks = Vec::new();
     for w in 0..writers {
         let set = Arc::clone(set);
@@ -230,7 +264,7 @@ async fn plain_write(
     for task in tasks {
         task.await??;
     }
-    Ok(started.elapsed())
+    Ok(())
 }
 
 /// Reads every chunk back and compares the bytes (outside the timed phases).
