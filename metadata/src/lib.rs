@@ -91,6 +91,35 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn get_object(&self, bucket: &BucketRecord, key: &str) -> Result<Option<ObjectRecord>>;
     /// The chunks of a version, in object order.
     async fn get_manifest(&self, version_id: &str) -> Result<Vec<ManifestEntry>>;
+    /// What a GET or HEAD looks up first: the bucket named `bucket` and the current version of
+    /// `key` in it (delete markers included), in one trip to the store where the backend can.
+    /// `None` when the bucket does not exist.
+    async fn get_bucket_and_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<(BucketRecord, Option<ObjectRecord>)>> {
+        let Some(record) = self.get_bucket(bucket).await? else {
+            return Ok(None);
+        };
+        let object = self.get_object(&record, key).await?;
+        Ok(Some((record, object)))
+    }
+    /// What a read of a version needs next: its manifest (as `get_manifest`, `NoSuchKey` when
+    /// there is none) and the records of its first `records` chunks (`None` for a chunk without
+    /// one), in one trip to the store where the backend can.
+    async fn get_manifest_for_read(
+        &self,
+        version_id: &str,
+        records: usize,
+    ) -> Result<(Vec<ManifestEntry>, Vec<Option<ChunkRecord>>)> {
+        let manifest = self.get_manifest(version_id).await?;
+        let mut found = Vec::new();
+        for entry in manifest.iter().take(records) {
+            found.push(self.get_chunk(&entry.chunk).await?);
+        }
+        Ok((manifest, found))
+    }
     /// Removes the current version of a key and releases its refs. Returns the removed
     /// record, or `None` when there was none (S3 DeleteObject succeeds either way).
     async fn delete_object(&self, bucket: &BucketRecord, key: &str)

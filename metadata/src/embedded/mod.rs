@@ -249,6 +249,45 @@ impl MetadataStore for EmbeddedStore {
         .await
     }
 
+    async fn get_bucket_and_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<(BucketRecord, Option<ObjectRecord>)>> {
+        let (name, key) = (bucket.to_string(), key.to_string());
+        self.read(move |txn| {
+            let Some(record): Option<BucketRecord> =
+                get(&table(txn, BUCKETS)?, name.as_bytes(), "bucket")?
+            else {
+                return Ok(None);
+            };
+            let k = object_key(&record.id, &key);
+            let object = get(&table(txn, OBJECTS)?, &k, "object")?;
+            Ok(Some((record, object)))
+        })
+        .await
+    }
+
+    async fn get_manifest_for_read(
+        &self,
+        version_id: &str,
+        records: usize,
+    ) -> Result<(Vec<ManifestEntry>, Vec<Option<ChunkRecord>>)> {
+        let v = version_id.to_string();
+        self.read(move |txn| {
+            let manifest =
+                tables::read_manifest(&table(txn, MANIFESTS)?, &v)?.ok_or(MetaError::NoSuchKey)?;
+            let chunks = table(txn, CHUNKS)?;
+            let found = manifest
+                .iter()
+                .take(records)
+                .map(|entry| get(&chunks, &entry.chunk.0, "chunk"))
+                .collect::<Result<Vec<_>>>()?;
+            Ok((manifest, found))
+        })
+        .await
+    }
+
     async fn delete_object(
         &self,
         bucket: &BucketRecord,

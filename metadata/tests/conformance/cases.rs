@@ -147,6 +147,49 @@ pub async fn commit_get_and_manifest(s: Store) {
     assert_eq!(s.get_object(&b, "empty").await.unwrap(), Some(e));
 }
 
+/// The combined lookups of a GET (`get_bucket_and_object`, `get_manifest_for_read`) answer
+/// exactly what the separate calls answer.
+pub async fn reads_for_get_match_separate_calls(s: Store) {
+    let b = new_bucket(&s, "rb").await;
+    assert!(s
+        .get_bucket_and_object("nope", "k")
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        s.get_bucket_and_object("rb", "k").await.unwrap(),
+        Some((b.clone(), None))
+    );
+    let o = put(&s, &b, "k", &[chunk(7), chunk(8), chunk(7)]).await;
+    let (got_b, got_o) = s.get_bucket_and_object("rb", "k").await.unwrap().unwrap();
+    assert_eq!(got_b, s.get_bucket("rb").await.unwrap().unwrap());
+    assert_eq!(got_o, Some(o.clone()));
+
+    let m = s.get_manifest(&o.version_id).await.unwrap();
+    for wanted in [0, 2, 3, 10] {
+        let (manifest, records) = s
+            .get_manifest_for_read(&o.version_id, wanted)
+            .await
+            .unwrap();
+        assert_eq!(manifest, m);
+        assert_eq!(records.len(), wanted.min(m.len()));
+        for (entry, record) in m.iter().zip(&records) {
+            assert_eq!(*record, s.get_chunk(&entry.chunk).await.unwrap());
+            assert!(record.is_some());
+        }
+    }
+    assert!(matches!(
+        s.get_manifest_for_read("no-such-version", 3).await,
+        Err(MetaError::NoSuchKey)
+    ));
+    // A deleted key: the bucket is still found, the key is not.
+    s.delete_object(&b, "k").await.unwrap();
+    assert_eq!(
+        s.get_bucket_and_object("rb", "k").await.unwrap(),
+        Some((b, None))
+    );
+}
+
 pub async fn commit_into_missing_bucket_refused(s: Store) {
     let b = new_bucket(&s, "gone").await;
     s.delete_bucket("gone").await.unwrap();

@@ -43,6 +43,7 @@ macro_rules! conformance_tests {
             cases::bucket_delete_refused_while_not_empty,
             cases::bucket_versioning_state,
             cases::commit_get_and_manifest,
+            cases::reads_for_get_match_separate_calls,
             cases::commit_into_missing_bucket_refused,
             cases::overwrite_releases_refs_of_replaced_version,
             cases::delete_releases_refs,
