@@ -69,6 +69,9 @@ pub async fn run(args: DevArgs, given: Given) -> Result<()> {
         );
         config.gateways = vec![admin_url.clone()];
         config.heartbeat_interval = args.serve.heartbeat_interval;
+        // The nodes of a dev cluster share one disk and one CPU: together they scrub at the
+        // rate of one node (every chunk is still re-read, just as often as on one node).
+        config.scrub_rate = (config.scrub_rate / nodes as u64).max(1 << 20);
         match chunkd::start(config).await {
             Ok(node) => running.push(node),
             Err(e) => {

@@ -20,7 +20,9 @@ use bytes::Bytes;
 use chunkd::ChunkClient;
 use futures::stream::BoxStream;
 use futures::Stream;
-use sdfbs_metadata::{ChunkId, ChunkPlacement, ManifestEntry, MetaError, MetadataStore};
+use sdfbs_metadata::{
+    ChunkId, ChunkPlacement, ChunkRecord, ManifestEntry, MetaError, MetadataStore,
+};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -145,8 +147,25 @@ impl ChunkStore {
         start: u64,
         end: u64,
     ) -> BoxStream<'static, Result<Bytes, PipelineError>> {
-        read::read_range(Arc::clone(&self.inner), manifest, start, end)
+        read::read_range(Arc::clone(&self.inner), manifest, Vec::new(), start, end)
     }
+
+    /// [`read_range`](Self::read_range) with the chunk records of the first manifest entries
+    /// already read (`MetadataStore::get_manifest_for_read`), so those chunks are fetched
+    /// without another metadata lookup: for a small object, the whole read costs one.
+    pub fn read_range_with_records(
+        &self,
+        manifest: Vec<ManifestEntry>,
+        records: Vec<Option<ChunkRecord>>,
+        start: u64,
+        end: u64,
+    ) -> BoxStream<'static, Result<Bytes, PipelineError>> {
+        read::read_range(Arc::clone(&self.inner), manifest, records, start, end)
+    }
+
+    /// How many chunk records a read should ask for along with the manifest: the chunks it
+    /// fetches at once.
+    pub const RECORDS_AHEAD: usize = read::PREFETCH_CHUNKS;
 }
 
 impl Inner {
@@ -188,7 +207,15 @@ impl Inner {
 
 /// SHA-256 of a chunk, computed off the reactor (a 1 MiB hash takes milliseconds).
 async fn chunk_id(data: Bytes) -> Result<ChunkId, PipelineError> {
+    // Hashing a small chunk takes a few microseconds, less than the two thread switches a trip
+    // to the blocking pool costs; only a large one is worth moving off the reactor.
+    if data.len() <= INLINE_HASH_MAX {
+        return Ok(ChunkId(Sha256::digest(&data).into()));
+    }
     tokio::task::spawn_blocking(move || ChunkId(Sha256::digest(&data).into()))
         .await
         .map_err(|e| PipelineError::Internal(format!("hashing task failed: {e}")))
 }
+
+/// Chunks up to this size are hashed on the calling task (about 40 µs of SHA-256 at most).
+const INLINE_HASH_MAX: usize = 64 * 1024;

@@ -15,22 +15,27 @@ use crate::membership::{NodeState, NodeView};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use sdfbs_metadata::ManifestEntry;
+use sdfbs_metadata::{ChunkRecord, ManifestEntry};
 use std::sync::Arc;
 
 /// Chunks fetched ahead of the one being sent to the client.
-const PREFETCH_CHUNKS: usize = 3;
+pub(super) const PREFETCH_CHUNKS: usize = 3;
 
-/// The part of one chunk a range needs: the chunk, and [from, to) within it.
+/// The part of one chunk a range needs: the chunk, its place in the manifest, and [from, to)
+/// within it.
 struct Piece {
     entry: ManifestEntry,
+    index: usize,
     from: usize,
     to: usize,
 }
 
+/// `records[i]`, when present, is the chunk record of `manifest[i]` already read with the
+/// manifest; the chunks without one are looked up as they are fetched.
 pub(super) fn read_range(
     inner: Arc<Inner>,
     manifest: Vec<ManifestEntry>,
+    mut records: Vec<Option<ChunkRecord>>,
     start: u64,
     end: u64,
 ) -> BoxStream<'static, Result<Bytes, PipelineError>> {
@@ -38,8 +43,9 @@ pub(super) fn read_range(
     futures::stream::iter(pieces)
         .map(move |piece| {
             let inner = Arc::clone(&inner);
+            let known = records.get_mut(piece.index).and_then(Option::take);
             async move {
-                let data = fetch_chunk(&inner, &piece.entry).await?;
+                let data = fetch_chunk(&inner, &piece.entry, known).await?;
                 Ok(data.slice(piece.from..piece.to))
             }
         })
@@ -62,7 +68,7 @@ fn pieces(manifest: &[ManifestEntry], start: u64, end: u64) -> Vec<Piece> {
         return out;
     }
     let mut offset = 0u64;
-    for entry in manifest {
+    for (index, entry) in manifest.iter().enumerate() {
         let (chunk_start, chunk_end) = (offset, offset + entry.size);
         offset = chunk_end;
         if chunk_end <= start || entry.size == 0 {
@@ -73,6 +79,7 @@ fn pieces(manifest: &[ManifestEntry], start: u64, end: u64) -> Vec<Piece> {
         }
         out.push(Piece {
             entry: *entry,
+            index,
             from: (start.max(chunk_start) - chunk_start) as usize,
             to: (end.min(chunk_end) - chunk_start) as usize,
         });
@@ -80,12 +87,20 @@ fn pieces(manifest: &[ManifestEntry], start: u64, end: u64) -> Vec<Piece> {
     out
 }
 
-/// Reads one chunk from the first replica that returns the right bytes.
-async fn fetch_chunk(inner: &Inner, entry: &ManifestEntry) -> Result<Bytes, PipelineError> {
+/// Reads one chunk from the first replica that returns the right bytes. `known` is its record
+/// when it was read with the manifest.
+async fn fetch_chunk(
+    inner: &Inner,
+    entry: &ManifestEntry,
+    known: Option<ChunkRecord>,
+) -> Result<Bytes, PipelineError> {
     let hex = entry.chunk.to_hex();
-    let record = inner.meta.get_chunk(&entry.chunk).await?.ok_or_else(|| {
-        PipelineError::ChunkUnavailable(format!("chunk {hex} has no record in metadata"))
-    })?;
+    let record = match known {
+        Some(record) => record,
+        None => inner.meta.get_chunk(&entry.chunk).await?.ok_or_else(|| {
+            PipelineError::ChunkUnavailable(format!("chunk {hex} has no record in metadata"))
+        })?,
+    };
     let replicas = read_order(
         inner,
         record

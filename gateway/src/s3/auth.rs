@@ -16,10 +16,48 @@ use s3s::auth::{S3Auth, SecretKey};
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Result};
 use sdfbs_metadata::{AccessKeyRecord, MetadataStore, Permission};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Looks up SigV4 secrets in the metadata store.
 pub struct KeyStore {
     pub meta: Arc<dyn MetadataStore>,
+    pub handoff: KeyHandoff,
+}
+
+/// Key records just read by [`KeyStore`] for a request's signature, handed to [`Permissions`]
+/// for the same request so that each request reads its access key once, not twice.
+///
+/// An entry is taken (removed) by the permission check that follows, and is never used once
+/// it is older than `HANDOFF_TTL`: a record is reused only within one request's
+/// authentication, never cached across requests, so a deleted key or a changed permission
+/// applies to the very next request. Concurrent requests with the same key may take each
+/// other's entry; both were read within the last moment, and a missing entry is read again.
+#[derive(Clone, Default)]
+pub struct KeyHandoff(
+    Arc<std::sync::Mutex<std::collections::HashMap<String, (Instant, AccessKeyRecord)>>>,
+);
+
+const HANDOFF_TTL: Duration = Duration::from_secs(1);
+/// Bound on waiting entries (requests whose signature check passed but whose permission check
+/// has not run yet); beyond it, stale entries are dropped.
+const HANDOFF_MAX: usize = 1024;
+
+impl KeyHandoff {
+    fn put(&self, record: AccessKeyRecord) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= HANDOFF_MAX {
+            map.retain(|_, (at, _)| at.elapsed() < HANDOFF_TTL);
+        }
+        if map.len() < HANDOFF_MAX {
+            map.insert(record.access_key_id.clone(), (Instant::now(), record));
+        }
+    }
+
+    fn take(&self, access_key: &str) -> Option<AccessKeyRecord> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (at, record) = map.remove(access_key)?;
+        (at.elapsed() < HANDOFF_TTL).then_some(record)
+    }
 }
 
 #[async_trait::async_trait]
@@ -31,7 +69,11 @@ impl S3Auth for KeyStore {
             .await
             .map_err(error::meta)?
         {
-            Some(key) => Ok(SecretKey::from(key.secret_key)),
+            Some(key) => {
+                let secret = SecretKey::from(key.secret_key.clone());
+                self.handoff.put(key);
+                Ok(secret)
+            }
             None => Err(unknown_key()),
         }
     }
@@ -112,6 +154,7 @@ pub fn needed_permission(operation: &str) -> Option<Permission> {
 /// Per-bucket permissions of access keys.
 pub struct Permissions {
     pub meta: Arc<dyn MetadataStore>,
+    pub handoff: KeyHandoff,
 }
 
 #[async_trait::async_trait]
@@ -124,12 +167,15 @@ impl S3Access for Permissions {
             ));
         };
         let access_key = credentials.access_key.clone();
-        let record = self
-            .meta
-            .get_access_key(&access_key)
-            .await
-            .map_err(error::meta)?
-            .ok_or_else(unknown_key)?;
+        let record = match self.handoff.take(&access_key) {
+            Some(record) => record,
+            None => self
+                .meta
+                .get_access_key(&access_key)
+                .await
+                .map_err(error::meta)?
+                .ok_or_else(unknown_key)?,
+        };
         let caller = Caller(Arc::new(record));
         let operation = cx.s3_op().name().to_string();
         match needed_permission(&operation) {

@@ -47,8 +47,12 @@ use std::sync::Arc;
 pub fn build_service(gw: Arc<Gateway>) -> S3Service {
     let meta = gw.meta.clone();
     let mut builder = S3ServiceBuilder::new(SdfbsS3 { gw });
-    builder.set_auth(auth::KeyStore { meta: meta.clone() });
-    builder.set_access(auth::Permissions { meta });
+    let handoff = auth::KeyHandoff::default();
+    builder.set_auth(auth::KeyStore {
+        meta: meta.clone(),
+        handoff: handoff.clone(),
+    });
+    builder.set_access(auth::Permissions { meta, handoff });
     builder.build()
 }
 
@@ -63,12 +67,14 @@ async fn load_bucket(gw: &Gateway, name: &str) -> S3Result<BucketRecord> {
         .get_bucket(name)
         .await
         .map_err(error::meta)?
-        .ok_or_else(|| {
-            s3s::S3Error::with_message(
-                s3s::S3ErrorCode::NoSuchBucket,
-                format!("The specified bucket `{name}` does not exist"),
-            )
-        })
+        .ok_or_else(|| no_such_bucket(name))
+}
+
+fn no_such_bucket(name: &str) -> s3s::S3Error {
+    s3s::S3Error::with_message(
+        s3s::S3ErrorCode::NoSuchBucket,
+        format!("The specified bucket `{name}` does not exist"),
+    )
 }
 
 /// A metadata timestamp as s3s carries it.

@@ -5,7 +5,7 @@
 //! was, then commit. A GET streams the chunks of the selected bytes straight from the pipeline.
 //! CopyObject lives in `copy.rs`.
 
-use crate::pipeline::WrittenData;
+use crate::pipeline::{ChunkStore, WrittenData};
 use crate::s3::auth;
 use crate::s3::body;
 use crate::s3::checksum::{self, BodyDigests, Finished, Requested};
@@ -285,12 +285,30 @@ pub async fn put(
 
 /// The current object under a key, or `NoSuchKey`.
 pub async fn load_object(gw: &Gateway, bucket: &BucketRecord, key: &str) -> S3Result<ObjectRecord> {
-    match gw.meta.get_object(bucket, key).await.map_err(error::meta)? {
+    live(gw.meta.get_object(bucket, key).await.map_err(error::meta)?)
+}
+
+/// The current version of a key if it is an object, else `NoSuchKey`.
+fn live(found: Option<ObjectRecord>) -> S3Result<ObjectRecord> {
+    match found {
         Some(o) if !o.delete_marker => Ok(o),
         _ => Err(S3Error::with_message(
             S3ErrorCode::NoSuchKey,
             "The specified key does not exist.",
         )),
+    }
+}
+
+/// The bucket and object a GET or HEAD names, read together: `NoSuchBucket`, `NoSuchKey`.
+async fn load_target(gw: &Gateway, bucket: &str, key: &str) -> S3Result<ObjectRecord> {
+    match gw
+        .meta
+        .get_bucket_and_object(bucket, key)
+        .await
+        .map_err(error::meta)?
+    {
+        None => Err(super::no_such_bucket(bucket)),
+        Some((_, found)) => live(found),
     }
 }
 
@@ -362,8 +380,7 @@ fn content_length(selection: &Selection) -> Option<i64> {
 /// same fields.
 macro_rules! read_target {
     ($gw:expr, $input:expr) => {{
-        let bucket = load_bucket($gw, &$input.bucket).await?;
-        let object = load_object($gw, &bucket, &$input.key).await?;
+        let object = load_target($gw, &$input.bucket, &$input.key).await?;
         ReadConditions {
             if_match: $input.if_match.as_ref(),
             if_none_match: $input.if_none_match.as_ref(),
@@ -402,15 +419,17 @@ pub async fn get(
     let body = if selection.len() == 0 {
         StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
     } else {
-        let manifest = gw
+        let (manifest, records) = gw
             .meta
-            .get_manifest(&object.version_id)
+            .get_manifest_for_read(&object.version_id, ChunkStore::RECORDS_AHEAD)
             .await
             .map_err(error::meta)?;
-        body::response(
-            gw.chunks
-                .read_range(manifest, selection.start, selection.end),
-        )
+        body::response(gw.chunks.read_range_with_records(
+            manifest,
+            records,
+            selection.start,
+            selection.end,
+        ))
     };
     let v = view(&object, &selection, input.checksum_mode.as_ref());
     let [crc32, crc32c, crc64nvme, sha1, sha256] = v.checksums;
