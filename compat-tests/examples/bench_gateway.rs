@@ -44,6 +44,55 @@ fn rss_of(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system) used so far by `pid` ("self" for this process), from
+/// /proc/PID/stat (clock ticks of 10 ms on Linux).
+fn cpu_of(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Wall time and CPU seconds of the gateway process and of this client over one phase.
+struct CpuWatch {
+    pid: String,
+    start: Instant,
+    gateway: f64,
+    client: f64,
+}
+
+impl CpuWatch {
+    fn start(pid: u32) -> CpuWatch {
+        let pid = pid.to_string();
+        CpuWatch {
+            gateway: cpu_of(&pid),
+            client: cpu_of("self"),
+            pid,
+            start: Instant::now(),
+        }
+    }
+
+    /// "wall s, gateway CPU s, client CPU s" since `start`.
+    fn finish(&self, phase: &str) -> String {
+        let line = format!(
+            "{:.1} s wall, {:.1} s CPU in `sdfbs dev`, {:.1} s CPU in the client",
+            self.start.elapsed().as_secs_f64(),
+            cpu_of(&self.pid) - self.gateway,
+            cpu_of("self") - self.client
+        );
+        eprintln!("bench: {phase}: {line}");
+        format!("| {phase} | {line} |\n")
+    }
+}
+
 /// Samples the RSS of `pid` every 10 ms until stopped; keeps the maximum.
 struct RssSampler {
     stop: Arc<AtomicBool>,
@@ -217,16 +266,21 @@ async fn main() -> Result<()> {
     let idle_rss = rss_of(pid);
 
     eprintln!("bench: 1 GiB single-stream PUT");
+    let mut cpu_rows = String::new();
     let sampler = RssSampler::start(pid);
+    let cpu = CpuWatch::start(pid);
     let t = Instant::now();
     put(&s3, "one-gib", big.clone()).await?;
+    cpu_rows += &cpu.finish("PUT 1 GiB, one stream");
     let put_1g = mib_per_s(GIB as u64, t.elapsed());
     let put_peak = sampler.finish();
 
     eprintln!("bench: 1 GiB single-stream GET");
     let sampler = RssSampler::start(pid);
+    let cpu = CpuWatch::start(pid);
     let t = Instant::now();
     let n = get(&s3, "one-gib").await?;
+    cpu_rows += &cpu.finish("GET 1 GiB, one stream");
     let get_1g = mib_per_s(n, t.elapsed());
     let get_peak = sampler.finish();
     anyhow::ensure!(n == GIB as u64, "GET returned {n} bytes of 1 GiB");
@@ -272,6 +326,8 @@ async fn main() -> Result<()> {
         })
         .await?
     };
+    eprintln!("bench: 4 KiB GET at 16 concurrency");
+    let cpu = CpuWatch::start(pid);
     let (get_ops, get_p50, get_p99) = {
         let s3 = s3.clone();
         small_ops(small_ops_count, 16, move |i| {
@@ -284,6 +340,7 @@ async fn main() -> Result<()> {
         })
         .await?
     };
+    cpu_rows += &cpu.finish("GET 4 KiB, 16 concurrent");
     let peak_rss = put_peak.max(get_peak);
     let load_after = loadavg();
     drop(cluster);
@@ -321,7 +378,13 @@ figures are lower bounds of what the gateway alone does.\n\n\
 | GET 4 KiB, 16 concurrent ({n} ops) | {get_ops:.0} ops/s, p50 {get_p50:.2} ms, p99 {get_p99:.2} ms | p99 ≤ 10 ms | {p99_ok} |\n\
 | peak RSS during the 1 GiB PUT / GET | {put_peak_m:.0} / {get_peak_m:.0} MiB (idle {idle:.0} MiB) | ≤ 150 MiB | {rss_ok} |\n\n\
 RSS is the resident memory of the whole `sdfbs dev` process (gateway plus the three nodes),\n\
-sampled every 10 ms from `/proc/PID/status`.\n",
+sampled every 10 ms from `/proc/PID/status`.\n\n\
+## Where the time went\n\n\
+CPU seconds (user + system, from `/proc/PID/stat`) of the `sdfbs dev` process (gateway and\n\
+nodes) and of the benchmark client, against the wall time of the phase, on {cores} cores:\n\n\
+| phase | time |\n\
+| --- | --- |\n\
+{cpu_rows}",
         date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
         commit = command_output("git", &["rev-parse", "--short", "HEAD"]),
         cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
