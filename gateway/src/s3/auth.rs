@@ -208,6 +208,39 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
+    fn record(id: &str) -> AccessKeyRecord {
+        AccessKeyRecord {
+            access_key_id: id.into(),
+            secret_key: "SK".into(),
+            name: "test".into(),
+            created: 0,
+            is_root: false,
+            permissions: BTreeMap::new(),
+            can_create_buckets: false,
+        }
+    }
+
+    #[test]
+    fn a_handed_off_key_is_taken_once_and_only_while_fresh() {
+        let handoff = KeyHandoff::default();
+        handoff.put(record("A"));
+        assert!(handoff.take("B").is_none());
+        assert_eq!(handoff.take("A").map(|r| r.access_key_id), Some("A".into()));
+        assert!(handoff.take("A").is_none(), "an entry serves one request");
+
+        // A stale entry (its request never reached the permission check) is not used.
+        handoff.put(record("S"));
+        handoff.0.lock().unwrap().get_mut("S").unwrap().0 -= HANDOFF_TTL;
+        assert!(handoff.take("S").is_none());
+
+        // Bounded: past HANDOFF_MAX waiting entries, new ones are not kept (their permission
+        // check reads the key again) and stale ones are dropped.
+        for i in 0..HANDOFF_MAX + 10 {
+            handoff.put(record(&format!("K{i}")));
+        }
+        assert_eq!(handoff.0.lock().unwrap().len(), HANDOFF_MAX);
+    }
+
     fn key(root: bool, perms: &[(&str, Permission)]) -> Caller {
         Caller(Arc::new(AccessKeyRecord {
             access_key_id: "AK".into(),

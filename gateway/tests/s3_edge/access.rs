@@ -84,6 +84,29 @@ async fn authentication_and_permissions() {
         .send(Request::new("PUT", "/private/copy2").header("x-amz-copy-source", "/closed/secret"))
         .await;
     expect_error(&r, 403, "AccessDenied");
+
+    // Revoking applies to the very next request: the key record is never reused across
+    // requests, not even right after a successful one.
+    let r = limited.send(Request::new("GET", "/shared/doc")).await;
+    assert_eq!(r.status, 200);
+    c.meta
+        .set_permission(LIMITED_KEY, "shared", None)
+        .await
+        .expect("revoke");
+    expect_error(
+        &limited.send(Request::new("GET", "/shared/doc")).await,
+        403,
+        "AccessDenied",
+    );
+    c.meta
+        .delete_access_key(LIMITED_KEY)
+        .await
+        .expect("delete key");
+    expect_error(
+        &limited.send(Request::new("GET", "/private/copy")).await,
+        403,
+        "InvalidAccessKeyId",
+    );
     c.stop().await;
 }
 
