@@ -351,6 +351,12 @@ async fn multipart_composite_and_full_object_checksums() {
 /// `body`; when that is short, closes the write side (the client went away mid-body). Returns
 /// the response status (None if the server closed without one).
 fn raw_presigned_put(url: &str, declared: usize, body: &[u8]) -> Option<u16> {
+    let text = raw_presigned_put_answer(url, declared, body);
+    text.split_whitespace().nth(1).and_then(|c| c.parse().ok())
+}
+
+/// [`raw_presigned_put`], returning the whole answer (status line, headers, body) as text.
+fn raw_presigned_put_answer(url: &str, declared: usize, body: &[u8]) -> String {
     let rest = url.strip_prefix("http://").unwrap();
     let (authority, path) = rest.split_at(rest.find('/').unwrap());
     let mut s = std::net::TcpStream::connect(authority).unwrap();
@@ -365,8 +371,39 @@ fn raw_presigned_put(url: &str, declared: usize, body: &[u8]) -> Option<u16> {
     }
     let mut resp = Vec::new();
     let _ = s.read_to_end(&mut resp);
-    let text = String::from_utf8_lossy(&resp);
-    text.split_whitespace().nth(1).and_then(|c| c.parse().ok())
+    String::from_utf8_lossy(&resp).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_put_over_five_gib_is_entity_too_large() {
+    let cluster = Cluster::start(ClusterOptions::default());
+    let s3 = client(&cluster, Checksums::WhenRequired);
+    let b = bucket("huge");
+    ok(s3.create_bucket().bucket(&b).send().await);
+    let url = s3
+        .put_object()
+        .bucket(&b)
+        .key("too-big")
+        .presigned(PresigningConfig::expires_in(Duration::from_secs(600)).unwrap())
+        .await
+        .unwrap()
+        .uri()
+        .to_string();
+    // 5 GiB + 1 declared; the answer must come before the body (none of it is sent).
+    let answer = tokio::task::spawn_blocking(move || {
+        raw_presigned_put_answer(&url, (5usize << 30) + 1, &[])
+    })
+    .await
+    .unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 400") && answer.contains("<Code>EntityTooLarge</Code>"),
+        "{answer}"
+    );
+    assert_err(
+        s3.head_object().bucket(&b).key("too-big").send().await,
+        404,
+        "",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

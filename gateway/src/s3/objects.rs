@@ -97,6 +97,10 @@ fn parse_http_date(s: &str) -> Option<Timestamp> {
 /// Writes a body through the pipeline and verifies it: the one path by which client bytes
 /// become chunks (PutObject, UploadPart, UploadPartCopy). Returns the written chunks and the
 /// digests; the caller commits. Nothing is committed here, so an error leaves nothing visible.
+/// The largest body one PutObject or UploadPart may declare (5 GiB), as in S3; more is
+/// `EntityTooLarge` before a byte is read.
+pub const MAX_UPLOAD_SIZE: i64 = 5 * 1024 * 1024 * 1024;
+
 pub async fn store_body<S, E>(
     gw: &Gateway,
     body: S,
@@ -110,6 +114,14 @@ where
     S: Stream<Item = Result<Bytes, E>> + Send + Unpin + 'static,
     E: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    if let Some(len) = declared_len.filter(|len| *len > MAX_UPLOAD_SIZE) {
+        return Err(S3Error::with_message(
+            S3ErrorCode::EntityTooLarge,
+            format!(
+                "Your proposed upload exceeds the maximum allowed size: {len} bytes declared, at most {MAX_UPLOAD_SIZE} in one PutObject or UploadPart (use a multipart upload)"
+            ),
+        ));
+    }
     let digests = BodyDigests::new(requested.compute.iter().copied());
     let (written, digests) = gw
         .chunks
