@@ -94,13 +94,13 @@ fn parse_http_date(s: &str) -> Option<Timestamp> {
     Timestamp::parse(TimestampFormat::HttpDate, s).ok()
 }
 
-/// Writes a body through the pipeline and verifies it: the one path by which client bytes
-/// become chunks (PutObject, UploadPart, UploadPartCopy). Returns the written chunks and the
-/// digests; the caller commits. Nothing is committed here, so an error leaves nothing visible.
 /// The largest body one PutObject or UploadPart may declare (5 GiB), as in S3; more is
 /// `EntityTooLarge` before a byte is read.
 pub const MAX_UPLOAD_SIZE: i64 = 5 * 1024 * 1024 * 1024;
 
+/// Writes a body through the pipeline and verifies it: the one path by which client bytes
+/// become chunks (PutObject, UploadPart, UploadPartCopy). Returns the written chunks and the
+/// digests; the caller commits. Nothing is committed here, so an error leaves nothing visible.
 pub async fn store_body<S, E>(
     gw: &Gateway,
     body: S,
