@@ -162,29 +162,19 @@ async fn put(s3: &Client, key: &str, body: Bytes) -> Result<()> {
 
 /// GETs `key`, discarding the bytes; returns how many arrived.
 async fn get(s3: &Client, key: &str) -> Result<u64> {
-    let out = s3
-        .get_object()
-        .bucket("bench")
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| {
-            anyhow!(
-                "GET {key}: {}",
-                aws_smithy_types::error::display::DisplayErrorContext(&e)
-            )
-        })?;
-    let mut body = out.body;
-    let mut n = 0u64;
-    while let Some(b) = body.try_next().await.context("reading a GET body")? {
-        n += b.len() as u64;
-    }
-    Ok(n)
+    get_each(s3, key, |_| {}).await
 }
 
 /// GETs `key`, hashing the bytes as they arrive (nothing kept); returns (length, SHA-256 hex).
 async fn get_digest(s3: &Client, key: &str) -> Result<(u64, String)> {
     use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let n = get_each(s3, key, |b| hasher.update(b)).await?;
+    Ok((n, hex::encode(hasher.finalize())))
+}
+
+/// GETs `key`, handing every piece of the body to `each` as it arrives; returns the length.
+async fn get_each(s3: &Client, key: &str, mut each: impl FnMut(&[u8])) -> Result<u64> {
     let out = s3
         .get_object()
         .bucket("bench")
@@ -198,13 +188,12 @@ async fn get_digest(s3: &Client, key: &str) -> Result<(u64, String)> {
             )
         })?;
     let mut body = out.body;
-    let mut hasher = sha2::Sha256::new();
     let mut n = 0u64;
     while let Some(b) = body.try_next().await.context("reading a GET body")? {
         n += b.len() as u64;
-        hasher.update(&b);
+        each(&b);
     }
-    Ok((n, hex::encode(hasher.finalize())))
+    Ok(n)
 }
 
 /// Runs `ops` operations at `concurrency`, `op(i)` each; returns (ops/s, p50 ms, p99 ms).
