@@ -25,3 +25,5 @@ mod multipart;
 mod objects;
 #[path = "sdk/signed_bodies.rs"]
 mod signed_bodies;
+#[path = "sdk/versions.rs"]
+mod versions;

@@ -11,7 +11,11 @@ use sdfbs_compat_tests::{http, run_ok, Cluster, ClusterOptions};
 use crate::common::{assert_err, body_bytes, client, client_with, ok, Checksums};
 
 /// Creates an access key through `POST {admin}/admin/keys`; returns (id, secret).
-fn create_key(cluster: &Cluster, name: &str, can_create_buckets: bool) -> (String, String) {
+pub(crate) fn create_key(
+    cluster: &Cluster,
+    name: &str,
+    can_create_buckets: bool,
+) -> (String, String) {
     let body = serde_json::json!({ "name": name, "can_create_buckets": can_create_buckets });
     let auth = format!("Bearer {}", cluster.admin_token);
     let resp = http::request(

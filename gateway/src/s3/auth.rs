@@ -134,6 +134,7 @@ pub fn needed_permission(operation: &str) -> Option<Permission> {
         | "HeadObject"
         | "HeadBucket"
         | "GetBucketLocation"
+        | "GetBucketVersioning"
         | "ListObjects"
         | "ListObjectsV2"
         | "ListParts"
@@ -279,5 +280,13 @@ mod tests {
             Some(Permission::Owner)
         );
         assert_eq!(needed_permission("ListBuckets"), None);
+        assert_eq!(
+            needed_permission("GetBucketVersioning"),
+            Some(Permission::Read)
+        );
+        assert_eq!(
+            needed_permission("PutBucketVersioning"),
+            Some(Permission::Owner)
+        );
     }
 }

@@ -10,14 +10,15 @@ use crate::s3::checksum::Algorithm;
 use crate::s3::conditions::ReadConditions;
 use crate::s3::error;
 use crate::s3::objects::{checksum_fields, load_object, StoredHeaders};
+use crate::s3::versioning::check_version_id;
 use crate::s3::{load_bucket, names, new_id, timestamp};
 use crate::state::Gateway;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use sdfbs_metadata::{now_millis, BucketRecord, ObjectRecord, Permission, PutCondition};
 
-/// The bucket and key of an `x-amz-copy-source`; versions other than `null` do not exist
-/// (buckets are not versioned yet).
+/// The bucket and key of an `x-amz-copy-source`; its `versionId`, if any, must be `null` (the
+/// only version of an object: buckets are not versioned).
 pub fn copy_source(source: &CopySource) -> S3Result<(String, String)> {
     match source {
         CopySource::Bucket {
@@ -25,12 +26,7 @@ pub fn copy_source(source: &CopySource) -> S3Result<(String, String)> {
             key,
             version_id,
         } => {
-            if version_id.as_deref().is_some_and(|v| v != "null") {
-                return Err(S3Error::with_message(
-                    S3ErrorCode::NoSuchVersion,
-                    "The specified version does not exist (buckets are not versioned)",
-                ));
-            }
+            check_version_id(version_id.as_deref())?;
             names::check_bucket_name(bucket)?;
             names::check_key(key)?;
             Ok((bucket.to_string(), key.to_string()))

@@ -9,6 +9,8 @@
 //! * `objects.rs`: PutObject, GetObject, HeadObject, DeleteObject(s);
 //! * `copy.rs`: CopyObject (and the copy source of UploadPartCopy), moving no data;
 //! * `listing.rs`: ListObjects v1 and v2 (encoding-type=url);
+//! * `versioning.rs`: Get/PutBucketVersioning and the `versionId` of object requests (buckets
+//!   are never versioned: the one version of every object is `null`);
 //! * `multipart.rs`: the multipart upload operations, `assemble.rs` the validation of a
 //!   completed part list;
 //! * `auth.rs` (who may do what), `checksum.rs` (MD5, x-amz-checksum-*), `conditions.rs`,
@@ -34,6 +36,7 @@ mod multipart;
 mod names;
 mod objects;
 mod range;
+mod versioning;
 
 use crate::state::Gateway;
 use s3s::dto::*;
@@ -229,5 +232,19 @@ impl S3 for SdfbsS3 {
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         multipart::list_uploads(&self.gw, req).await
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        versioning::get(&self.gw, req).await
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        versioning::put(&self.gw, req).await
     }
 }

@@ -12,6 +12,7 @@ use crate::s3::checksum::{self, BodyDigests, Finished, Requested};
 use crate::s3::conditions::{self, ReadConditions};
 use crate::s3::error::{self, BodyErrorSlot};
 use crate::s3::range::{self, Selection};
+use crate::s3::versioning::check_version_id;
 use crate::s3::{load_bucket, names, new_id, timestamp};
 use crate::state::Gateway;
 use bytes::Bytes;
@@ -387,11 +388,12 @@ fn content_length(selection: &Selection) -> Option<i64> {
     i64::try_from(selection.len()).ok()
 }
 
-/// Loads the object a GET or HEAD names, checks its conditions (412/304) and resolves the bytes
-/// asked for. A macro because `GetObjectInput` and `HeadObjectInput` are distinct types with the
+/// Loads the object a GET or HEAD names (only its `null` version exists), checks its conditions
+/// (412/304) and resolves the bytes asked for. A macro because `GetObjectInput` and `HeadObjectInput` are distinct types with the
 /// same fields.
 macro_rules! read_target {
     ($gw:expr, $input:expr) => {{
+        check_version_id($input.version_id.as_deref())?;
         let object = load_target($gw, &$input.bucket, &$input.key).await?;
         ReadConditions {
             if_match: $input.if_match.as_ref(),
@@ -512,6 +514,8 @@ pub async fn delete(
 ) -> S3Result<S3Response<DeleteObjectOutput>> {
     let input = req.input;
     let bucket = load_bucket(gw, &input.bucket).await?;
+    // Deleting the `null` version is deleting the object: there is no other version.
+    check_version_id(input.version_id.as_deref())?;
     // S3 answers 204 whether or not there was an object.
     gw.meta
         .delete_object(&bucket, &input.key)
@@ -540,7 +544,9 @@ pub async fn delete_many(
     let mut deleted = Vec::new();
     let mut errors = Vec::new();
     for object in objects {
-        let result = match names::check_key(&object.key) {
+        let valid = names::check_key(&object.key)
+            .and_then(|()| check_version_id(object.version_id.as_deref()));
+        let result = match valid {
             Ok(()) => gw
                 .meta
                 .delete_object(&bucket, &object.key)
@@ -553,6 +559,7 @@ pub async fn delete_many(
                 if !quiet {
                     deleted.push(DeletedObject {
                         key: Some(object.key),
+                        version_id: object.version_id,
                         ..Default::default()
                     });
                 }
@@ -561,7 +568,7 @@ pub async fn delete_many(
                 code: Some(e.code().as_str().to_string()),
                 message: e.message().map(str::to_string),
                 key: Some(object.key),
-                version_id: None,
+                version_id: object.version_id,
             }),
         }
     }
