@@ -132,11 +132,14 @@ fn prefixes(page: &mut ListPage, enc: Encoding) -> Option<Vec<CommonPrefix>> {
     (!list.is_empty()).then_some(list)
 }
 
-fn encode_token(start_after: &str) -> String {
+/// The opaque continuation token that resumes a listing after `start_after` (also used by
+/// ListBuckets, over bucket names).
+pub fn encode_token(start_after: &str) -> String {
     b64(start_after.as_bytes())
 }
 
-fn decode_token(token: &str) -> S3Result<String> {
+/// The bound a continuation token of [`encode_token`] stands for; `InvalidArgument` otherwise.
+pub fn decode_token(token: &str) -> S3Result<String> {
     base64::engine::general_purpose::STANDARD
         .decode(token.trim())
         .ok()
