@@ -27,3 +27,5 @@ mod objects;
 mod signed_bodies;
 #[path = "sdk/versions.rs"]
 mod versions;
+#[path = "sdk/virtual_hosts.rs"]
+mod virtual_hosts;

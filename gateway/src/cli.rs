@@ -53,6 +53,16 @@ pub struct ServeArgs {
     /// Region reported by the S3 API.
     #[arg(long, env = "SDFBS_REGION", default_value = "us-east-1")]
     pub region: String,
+    /// Base domain for virtual-hosted-style requests: a Host of `BUCKET.NAME` (any port)
+    /// addresses BUCKET. Repeatable (the variable takes a comma-separated list); path-style
+    /// requests keep working.
+    #[arg(
+        long = "s3-domain",
+        env = "SDFBS_S3_DOMAIN",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub s3_domains: Vec<String>,
     /// A node silent for longer than this is Down and receives no new chunks.
     #[arg(long, env = "SDFBS_NODE_DOWN_AFTER", default_value = "10s", value_parser = humantime::parse_duration)]
     pub node_down_after: Duration,
@@ -148,6 +158,10 @@ mod tests {
             "127.0.0.1:0",
             "--node-down-after",
             "3s",
+            "--s3-domain",
+            "s3.example.com",
+            "--s3-domain",
+            "s3.internal,s3.lan",
         ])
         .map_err(|e| e.to_string());
         let Ok(Cli {
@@ -160,5 +174,9 @@ mod tests {
         assert_eq!(g.serve.node_down_after, Duration::from_secs(3));
         assert_eq!(g.serve.s3_listen.port(), 0);
         assert_eq!(g.serve.replication, 2);
+        assert_eq!(
+            g.serve.s3_domains,
+            ["s3.example.com", "s3.internal", "s3.lan"]
+        );
     }
 }

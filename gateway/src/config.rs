@@ -8,6 +8,7 @@
 //! admin_listen = "127.0.0.1:8080"
 //! replication = 2
 //! region = "us-east-1"
+//! s3_domain = ["s3.example.com"]                   # virtual-hosted-style BUCKET.s3.example.com
 //! node_down_after = "10s"
 //! heartbeat_interval = "2s"
 //! data_dir = "./sdfbs-data"                        # dev
@@ -36,6 +37,7 @@ pub struct FileConfig {
     pub admin_listen: Option<SocketAddr>,
     pub replication: Option<u16>,
     pub region: Option<String>,
+    pub s3_domain: Option<Vec<String>>,
     pub node_down_after: Option<String>,
     pub heartbeat_interval: Option<String>,
     pub data_dir: Option<PathBuf>,
@@ -81,6 +83,9 @@ fn apply_serve(serve: &mut ServeArgs, file: &FileConfig, m: &ArgMatches) -> Resu
     }
     if let (Some(v), true) = (&file.region, defaulted(m, "region")) {
         serve.region = v.clone();
+    }
+    if let (Some(v), true) = (&file.s3_domain, defaulted(m, "s3_domains")) {
+        serve.s3_domains = v.clone();
     }
     if let (Some(v), true) = (&file.node_down_after, defaulted(m, "node_down_after")) {
         serve.node_down_after = duration("node_down_after", v)?;
@@ -149,6 +154,7 @@ mod tests {
             admin_listen = "127.0.0.1:8181"
             replication = 3
             node_down_after = "30s"
+            s3_domain = ["s3.example.com"]
         "#;
         let args = gateway(
             &["sdfbs", "gateway", "--admin-listen", "127.0.0.1:7000"],
@@ -161,6 +167,7 @@ mod tests {
         assert_eq!(args.serve.admin_listen, "127.0.0.1:7000".parse()?);
         assert_eq!(args.serve.replication, 3);
         assert_eq!(args.serve.node_down_after, Duration::from_secs(30));
+        assert_eq!(args.serve.s3_domains, ["s3.example.com"]);
         // Untouched by flag and file: the default.
         assert_eq!(args.serve.region, "us-east-1");
         Ok(())

@@ -50,6 +50,7 @@ pub async fn run(args: DevArgs, given: Given) -> Result<()> {
         admin_listen: args.serve.admin_listen,
         replication,
         region: args.serve.region.clone(),
+        s3_domains: args.serve.s3_domains.clone(),
         membership: MembershipConfig {
             heartbeat_interval: args.serve.heartbeat_interval,
             node_down_after: args.serve.node_down_after,
@@ -83,7 +84,7 @@ pub async fn run(args: DevArgs, given: Given) -> Result<()> {
     }
     wait_for_nodes(&gateway, &running).await;
 
-    print_banner(&gateway, &data_dir, nodes)?;
+    print_banner(&gateway, &data_dir, nodes, &args.serve.s3_domains)?;
     server::shutdown_signal().await;
     eprintln!("sdfbs: stopping");
     stop_all(gateway, running).await;
@@ -131,10 +132,21 @@ fn print_banner(
     gateway: &server::RunningGateway,
     data_dir: &std::path::Path,
     nodes: usize,
+    s3_domains: &[String],
 ) -> Result<()> {
     let c = &gateway.credentials;
     let endpoint = format!("http://{}", gateway.s3_addr);
     let region = &gateway.gateway.region;
+    // Shown only when set: virtual-hosted-style requests need the domain to resolve here.
+    let domains: String = s3_domains
+        .iter()
+        .map(|d| {
+            format!(
+                "\n  S3 domain     {d} (virtual-hosted: http://BUCKET.{d}:{port})",
+                port = gateway.s3_addr.port()
+            )
+        })
+        .collect();
     let mut out = std::io::stdout().lock();
     writeln!(out, "sdfbs: s3 listening on {endpoint}")?;
     writeln!(
@@ -148,7 +160,7 @@ fn print_banner(
 SDFBS dev cluster running: {nodes} node(s), data in {dir}. Ctrl-C stops it.
 
   S3 endpoint   {endpoint}
-  Region        {region}
+  Region        {region}{domains}
   Access key    {ak}
   Secret key    {sk}
   Admin token   {at}

@@ -107,6 +107,7 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
         admin_listen: args.serve.admin_listen,
         replication: usize::from(args.serve.replication),
         region: args.serve.region,
+        s3_domains: args.serve.s3_domains,
         membership: MembershipConfig {
             heartbeat_interval: args.serve.heartbeat_interval,
             node_down_after: args.serve.node_down_after,

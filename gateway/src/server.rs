@@ -36,6 +36,8 @@ pub struct GatewayOptions {
     pub admin_listen: SocketAddr,
     pub replication: usize,
     pub region: String,
+    /// Base domains of virtual-hosted-style requests (`--s3-domain`); empty: path-style only.
+    pub s3_domains: Vec<String>,
     pub membership: MembershipConfig,
     pub credentials: Given,
 }
@@ -53,6 +55,8 @@ pub enum ServerError {
     MetadataSpec { spec: String, message: String },
     #[error("cannot open the metadata store: {0}")]
     Metadata(#[from] MetaError),
+    #[error(transparent)]
+    S3Domain(#[from] crate::s3::InvalidDomain),
 }
 
 /// A started gateway: both listeners bound and serving.
@@ -102,6 +106,7 @@ pub async fn open_metadata(spec: &str) -> Result<Arc<dyn MetadataStore>, ServerE
 
 /// Bootstraps credentials, binds both listeners and starts serving.
 pub async fn start(options: GatewayOptions) -> Result<RunningGateway, ServerError> {
+    let domains = crate::s3::BucketDomains::new(&options.s3_domains)?;
     let meta = options.meta;
     let credentials = credentials::bootstrap(meta.as_ref(), options.credentials).await?;
     let membership = Arc::new(Membership::new(Arc::clone(&meta), options.membership));
@@ -133,7 +138,7 @@ pub async fn start(options: GatewayOptions) -> Result<RunningGateway, ServerErro
     let admin_addr = local_addr(&admin_listener, options.admin_listen)?;
 
     let (stop, stopped) = watch::channel(false);
-    let s3_service = crate::s3::build_service(Arc::clone(&gateway));
+    let s3_service = crate::s3::build_service(Arc::clone(&gateway), domains);
     let admin_service = hyper::service::service_fn(move |req| Arc::clone(&admin).handle(req));
     let tasks = vec![
         tokio::spawn(serve(s3_listener, s3_service, "s3", stopped.clone())),

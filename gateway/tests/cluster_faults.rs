@@ -219,6 +219,7 @@ async fn a_second_gateway_on_the_same_metadata_sees_the_nodes() {
         admin_listen: "127.0.0.1:0".parse().unwrap(),
         replication: 2,
         region: "us-east-1".into(),
+        s3_domains: Vec::new(),
         membership: MembershipConfig {
             heartbeat_interval: Duration::from_millis(200),
             node_down_after: Duration::from_secs(2),

@@ -9,6 +9,7 @@
 //! * `objects.rs`: PutObject, GetObject, HeadObject, DeleteObject(s);
 //! * `copy.rs`: CopyObject (and the copy source of UploadPartCopy), moving no data;
 //! * `listing.rs`: ListObjects v1 and v2 (encoding-type=url);
+//! * `host.rs`: virtual-hosted-style addressing (`BUCKET.DOMAIN` hosts, `--s3-domain`);
 //! * `versioning.rs`: Get/PutBucketVersioning and the `versionId` of object requests (buckets
 //!   are never versioned: the one version of every object is `null`);
 //! * `multipart.rs`: the multipart upload operations, `assemble.rs` the validation of a
@@ -31,6 +32,7 @@ mod checksum;
 mod conditions;
 mod copy;
 mod error;
+mod host;
 mod listing;
 mod multipart;
 mod names;
@@ -45,11 +47,17 @@ use s3s::{S3Request, S3Response, S3Result, S3};
 use sdfbs_metadata::{BucketRecord, UnixMillis};
 use std::sync::Arc;
 
-/// Builds the S3 service: the handlers, SigV4 auth from the `access_keys` table, and per-bucket
-/// permissions. Serve it with hyper (it implements `hyper::service::Service`).
-pub fn build_service(gw: Arc<Gateway>) -> S3Service {
+pub use host::{BucketDomains, InvalidDomain};
+
+/// Builds the S3 service: the handlers, SigV4 auth from the `access_keys` table, per-bucket
+/// permissions, and virtual-hosted-style addressing under `domains` (none: path-style only).
+/// Serve it with hyper (it implements `hyper::service::Service`).
+pub fn build_service(gw: Arc<Gateway>, domains: BucketDomains) -> S3Service {
     let meta = gw.meta.clone();
     let mut builder = S3ServiceBuilder::new(SdfbsS3 { gw });
+    if !domains.is_empty() {
+        builder.set_host(domains);
+    }
     let handoff = auth::KeyHandoff::default();
     builder.set_auth(auth::KeyStore {
         meta: meta.clone(),

@@ -48,6 +48,7 @@ impl TestCluster {
             admin_listen: "127.0.0.1:0".parse().unwrap(),
             replication,
             region: "us-east-1".into(),
+            s3_domains: Vec::new(),
             membership: MembershipConfig {
                 heartbeat_interval: Duration::from_millis(200),
                 node_down_after: Duration::from_secs(2),

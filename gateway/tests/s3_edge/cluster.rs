@@ -103,7 +103,7 @@ impl Cluster {
             .expect("create key");
         }
 
-        let service = sdfbs_gateway::s3::build_service(gw);
+        let service = sdfbs_gateway::s3::build_service(gw, Default::default());
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = watch::channel(false);
