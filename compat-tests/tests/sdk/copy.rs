@@ -2,10 +2,11 @@
 //! a copy (and a re-upload of identical bytes) stores no new chunk.
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::MetadataDirective;
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ChecksumType, MetadataDirective};
 use sdfbs_compat_tests::{random_bytes, sha256_hex, Cluster, ClusterOptions};
 
 use crate::common::{assert_err, body_bytes, bucket, client, ok, quoted_md5, Checksums};
+use crate::integrity::checksum;
 
 /// Percent-encodes a key for `x-amz-copy-source` (everything but unreserved characters and `/`).
 fn encode_key(key: &str) -> String {
@@ -129,4 +130,100 @@ async fn copy_object_and_dedup() {
         404,
         "NoSuchBucket",
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_object_computes_a_new_checksum_algorithm() {
+    let cluster = Cluster::start(ClusterOptions::default());
+    let s3 = client(&cluster, Checksums::Default);
+    let plain = client(&cluster, Checksums::WhenRequired);
+    let b = bucket("ck");
+    ok(s3.create_bucket().bucket(&b).send().await);
+
+    // A source stored with CRC32 (the SDK's default), and one stored with no checksum at all.
+    let data = random_bytes(3 * (1 << 20) + 333, 77);
+    ok(s3
+        .put_object()
+        .bucket(&b)
+        .key("crc32-source")
+        .body(ByteStream::from(data.clone()))
+        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .send()
+        .await);
+    let bare = random_bytes((1 << 20) + 1, 78);
+    ok(plain
+        .put_object()
+        .bucket(&b)
+        .key("bare-source")
+        .body(ByteStream::from(bare.clone()))
+        .send()
+        .await);
+    let chunks_before = cluster.total_chunk_replicas().unwrap();
+
+    let cases = [
+        ("crc32-source", &data, ChecksumAlgorithm::Sha256, "sha256"),
+        ("bare-source", &bare, ChecksumAlgorithm::Crc32C, "crc32c"),
+        (
+            "bare-source",
+            &bare,
+            ChecksumAlgorithm::Crc64Nvme,
+            "crc64nvme",
+        ),
+    ];
+    for (src, bytes, algorithm, name) in cases {
+        let expected = checksum(name, bytes);
+        let dst = format!("{src}-as-{name}");
+        let copied = ok(s3
+            .copy_object()
+            .bucket(&b)
+            .key(&dst)
+            .copy_source(format!("{b}/{src}"))
+            .checksum_algorithm(algorithm.clone())
+            .send()
+            .await);
+        let result = copied.copy_object_result().expect("CopyObjectResult");
+        let returned = match algorithm {
+            ChecksumAlgorithm::Sha256 => result.checksum_sha256(),
+            ChecksumAlgorithm::Crc32C => result.checksum_crc32_c(),
+            _ => result.checksum_crc64_nvme(),
+        };
+        assert_eq!(returned, Some(expected.as_str()), "{dst}");
+        assert_eq!(result.e_tag(), Some(quoted_md5(bytes).as_str()));
+
+        let got = ok(s3
+            .get_object()
+            .bucket(&b)
+            .key(&dst)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await);
+        let stored = match algorithm {
+            ChecksumAlgorithm::Sha256 => got.checksum_sha256(),
+            ChecksumAlgorithm::Crc32C => got.checksum_crc32_c(),
+            _ => got.checksum_crc64_nvme(),
+        }
+        .map(str::to_string);
+        assert_eq!(stored, Some(expected), "{dst}");
+        assert_eq!(got.checksum_type(), Some(&ChecksumType::FullObject));
+        // S3 keeps one checksum per object: the source's CRC32 is not carried over.
+        assert_eq!(got.checksum_crc32(), None, "{dst}");
+        assert_eq!(sha256_hex(&body_bytes(got).await), sha256_hex(bytes));
+    }
+
+    // Asking for the algorithm the source already has keeps the source's checksum.
+    let copied = ok(s3
+        .copy_object()
+        .bucket(&b)
+        .key("crc32-again")
+        .copy_source(format!("{b}/crc32-source"))
+        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .send()
+        .await);
+    assert_eq!(
+        copied.copy_object_result().and_then(|r| r.checksum_crc32()),
+        Some(checksum("crc32", &data).as_str())
+    );
+
+    // The copies read the data but stored no chunk.
+    assert_eq!(cluster.total_chunk_replicas().unwrap(), chunks_before);
 }

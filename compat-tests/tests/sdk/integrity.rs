@@ -19,7 +19,7 @@ const MIB: usize = 1 << 20;
 
 /// Base64 checksum of `data` with `alg` ("crc32", "crc32c", "crc64nvme", "sha1", "sha256"),
 /// from the SDK's own reference implementation.
-fn checksum(alg: &str, data: &[u8]) -> String {
+pub(crate) fn checksum(alg: &str, data: &[u8]) -> String {
     let mut c = alg
         .parse::<aws_smithy_checksums::ChecksumAlgorithm>()
         .unwrap()

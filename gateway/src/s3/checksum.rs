@@ -206,6 +206,25 @@ impl BodyHasher for BodyDigests {
     }
 }
 
+/// One checksum of a whole object, computed over its bytes in order: what a CopyObject that asks
+/// for an algorithm its source lacks computes while it reads the source.
+pub struct ObjectChecksum(State);
+
+impl ObjectChecksum {
+    pub fn new(algorithm: Algorithm) -> ObjectChecksum {
+        ObjectChecksum(State::new(algorithm))
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The base64 value, as S3 carries it.
+    pub fn finish(self) -> String {
+        b64(&self.0.finalize())
+    }
+}
+
 /// The final digests of a body.
 pub struct Finished {
     pub md5: [u8; 16],
@@ -456,6 +475,18 @@ mod tests {
             f.checksums[&Algorithm::Sha256],
             "FeKw08M4keuw8e9gnsQZQgwg4yDOlMZfvIwzEkSOsiU="
         );
+    }
+
+    #[test]
+    fn an_object_checksum_equals_the_body_checksum() {
+        let whole = digest_of(&ALL, &[b"123456789"]);
+        for a in ALL {
+            let mut c = ObjectChecksum::new(a);
+            c.update(b"1234");
+            c.update(b"");
+            c.update(b"56789");
+            assert_eq!(c.finish(), whole.checksums[&a], "{a:?}");
+        }
     }
 
     #[test]

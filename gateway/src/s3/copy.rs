@@ -4,18 +4,28 @@
 //! one chunk ref per entry for the new version). The caller needs Write on the destination
 //! (checked by `auth.rs`) and Read on the source (checked here), and the source's
 //! `x-amz-copy-source-if-*` conditions must hold (412 otherwise).
+//!
+//! A copy that asks for a checksum algorithm its source does not have (`x-amz-checksum-algorithm`)
+//! must read the data once to compute it: the source's chunks are streamed through the read path
+//! (each chunk verified against its id, a few in flight, so memory stays bounded whatever the
+//! size) into the checksum, and the copy is then committed with the same manifest and only the
+//! new FULL_OBJECT checksum, as S3 stores one checksum per object. Every other copy reads no data.
 
 use crate::s3::auth::{self, Caller};
-use crate::s3::checksum::Algorithm;
+use crate::s3::checksum::{self, Algorithm, ObjectChecksum};
 use crate::s3::conditions::ReadConditions;
 use crate::s3::error;
 use crate::s3::objects::{checksum_fields, load_object, StoredHeaders};
 use crate::s3::versioning::check_version_id;
 use crate::s3::{load_bucket, names, new_id, timestamp};
 use crate::state::Gateway;
+use futures::StreamExt;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
-use sdfbs_metadata::{now_millis, BucketRecord, ObjectRecord, Permission, PutCondition};
+use sdfbs_metadata::{
+    now_millis, BucketRecord, ManifestEntry, ObjectRecord, Permission, PutCondition,
+};
+use std::collections::BTreeMap;
 
 /// The bucket and key of an `x-amz-copy-source`; its `versionId`, if any, must be `null` (the
 /// only version of an object: buckets are not versioned).
@@ -56,10 +66,7 @@ pub async fn load_copy_source(
 /// The manifest of `object`, checked to cover exactly its size (a concurrent overwrite of the
 /// source may have released it between the two reads: then the copy fails rather than commit a
 /// manifest that does not match the object row).
-pub async fn manifest_of(
-    gw: &Gateway,
-    object: &ObjectRecord,
-) -> S3Result<Vec<sdfbs_metadata::ManifestEntry>> {
+pub async fn manifest_of(gw: &Gateway, object: &ObjectRecord) -> S3Result<Vec<ManifestEntry>> {
     let manifest = gw
         .meta
         .get_manifest(&object.version_id)
@@ -73,6 +80,38 @@ pub async fn manifest_of(
         ));
     }
     Ok(manifest)
+}
+
+/// The full-object `algorithm` checksum of the `size` bytes `manifest` describes, read through
+/// the pipeline. Only the chunks in flight are in memory; each is hashed off the reactor while
+/// the read path fetches the next ones.
+async fn checksum_of(
+    gw: &Gateway,
+    manifest: &[ManifestEntry],
+    size: u64,
+    algorithm: Algorithm,
+) -> S3Result<String> {
+    let mut checksum = ObjectChecksum::new(algorithm);
+    if size == 0 {
+        return Ok(checksum.finish());
+    }
+    let mut bytes = gw.chunks.read_range(manifest.to_vec(), 0, size);
+    while let Some(piece) = bytes.next().await {
+        let piece = piece.map_err(|e| error::pipeline(e, None))?;
+        checksum = tokio::task::spawn_blocking(move || {
+            checksum.update(&piece);
+            checksum
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "checksum task failed");
+            S3Error::with_message(
+                S3ErrorCode::InternalError,
+                "computing the checksum of the copy failed",
+            )
+        })?;
+    }
+    Ok(checksum.finish())
 }
 
 pub async fn copy(
@@ -111,15 +150,14 @@ pub async fn copy(
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.",
         ));
     }
-    if let Some(a) = input.checksum_algorithm.as_ref() {
-        let a = Algorithm::parse(a.as_str())?;
-        if !source.checksums.contains_key(a.name()) {
-            return Err(S3Error::with_message(
-                S3ErrorCode::NotImplemented,
-                "a copy cannot compute a new checksum algorithm (copies move no data); copy with the source's algorithm",
-            ));
+    // An algorithm the source already has keeps the source's checksums; another one is computed.
+    let new_algorithm = match input.checksum_algorithm.as_ref() {
+        Some(a) => {
+            let a = Algorithm::parse(a.as_str())?;
+            (!source.checksums.contains_key(a.name())).then_some(a)
         }
-    }
+        None => None,
+    };
     let stored = if replace {
         crate::s3::objects::stored_headers!(input)?
     } else {
@@ -130,6 +168,16 @@ pub async fn copy(
         }
     };
     let manifest = manifest_of(gw, &source).await?;
+    let (checksums, checksum_type) = match new_algorithm {
+        None => (source.checksums.clone(), source.checksum_type.clone()),
+        Some(a) => {
+            let value = checksum_of(gw, &manifest, source.size, a).await?;
+            (
+                BTreeMap::from([(a.name().to_string(), value)]),
+                Some(checksum::FULL_OBJECT.to_string()),
+            )
+        }
+    };
     let record = ObjectRecord {
         key: input.key,
         version_id: new_id(),
@@ -139,8 +187,8 @@ pub async fn copy(
         content_type: stored.content_type,
         headers: stored.headers,
         user_metadata: stored.user_metadata,
-        checksums: source.checksums.clone(),
-        checksum_type: source.checksum_type.clone(),
+        checksums: checksums.clone(),
+        checksum_type: checksum_type.clone(),
         parts: source.parts.clone(),
         delete_marker: false,
         owner: caller.access_key_id().to_string(),
@@ -158,7 +206,7 @@ pub async fn copy(
         )
         .await
         .map_err(error::meta)?;
-    let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum_fields(&source.checksums);
+    let [crc32, crc32c, crc64nvme, sha1, sha256] = checksum_fields(&checksums);
     Ok(S3Response::new(CopyObjectOutput {
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(ETag::Strong(source.etag)),
@@ -168,7 +216,7 @@ pub async fn copy(
             checksum_crc64nvme: crc64nvme,
             checksum_sha1: sha1,
             checksum_sha256: sha256,
-            checksum_type: source.checksum_type.map(ChecksumType::from),
+            checksum_type: checksum_type.map(ChecksumType::from),
         }),
         ..Default::default()
     }))
