@@ -137,7 +137,26 @@ impl std::fmt::Debug for ChunkClient {
 struct Answer {
     status: StatusCode,
     headers: http::HeaderMap,
-    body: Bytes,
+    /// The body as the frames it arrived in: a 1 MiB chunk comes in a few frames, and joining
+    /// them would copy every byte once more.
+    frames: Vec<Bytes>,
+}
+
+impl Answer {
+    /// The body in one buffer (copied only when it came in more than one frame).
+    fn body(&self) -> Bytes {
+        match self.frames.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            many => {
+                let mut joined = bytes::BytesMut::with_capacity(many.iter().map(Bytes::len).sum());
+                for frame in many {
+                    joined.extend_from_slice(frame);
+                }
+                joined.freeze()
+            }
+        }
+    }
 }
 
 impl ChunkClient {
@@ -172,12 +191,24 @@ impl ChunkClient {
         }
     }
 
-    /// The whole chunk. The bytes are not re-hashed here: the caller verifies them.
+    /// The whole chunk in one buffer. The bytes are not re-hashed here: the caller verifies
+    /// them.
     pub async fn get(&self, id: &str) -> Result<Bytes, ClientError> {
         let path = chunk_path(id)?;
         let answer = self.send(Method::GET, &path, Bytes::new()).await?;
         match answer.status {
-            StatusCode::OK => Ok(answer.body),
+            StatusCode::OK => Ok(answer.body()),
+            _ => Err(error_from(answer)),
+        }
+    }
+
+    /// The whole chunk as the frames it arrived in, in order, without joining them into one
+    /// buffer (which would copy every byte once more). Not re-hashed here either.
+    pub async fn get_frames(&self, id: &str) -> Result<Vec<Bytes>, ClientError> {
+        let path = chunk_path(id)?;
+        let answer = self.send(Method::GET, &path, Bytes::new()).await?;
+        match answer.status {
+            StatusCode::OK => Ok(answer.frames),
             _ => Err(error_from(answer)),
         }
     }
@@ -243,7 +274,7 @@ impl ChunkClient {
         }
         let answer = self.send(Method::GET, &path, Bytes::new()).await?;
         match answer.status {
-            StatusCode::OK => parse_json(&answer.body),
+            StatusCode::OK => parse_json(&answer.body()),
             _ => Err(error_from(answer)),
         }
     }
@@ -252,7 +283,7 @@ impl ChunkClient {
     pub async fn health(&self) -> Result<Health, ClientError> {
         let answer = self.send(Method::GET, "/health", Bytes::new()).await?;
         match answer.status {
-            StatusCode::OK => parse_json(&answer.body),
+            StatusCode::OK => parse_json(&answer.body()),
             _ => Err(error_from(answer)),
         }
     }
@@ -276,16 +307,21 @@ impl ChunkClient {
                 .request(request)
                 .await
                 .map_err(|e| transport_error(&e))?;
-            let (parts, body) = response.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|e| ClientError::Transport(format!("reading the answer: {e}")))?
-                .to_bytes();
+            let (parts, mut body) = response.into_parts();
+            let mut frames = Vec::new();
+            while let Some(frame) = body.frame().await {
+                let frame = frame
+                    .map_err(|e| ClientError::Transport(format!("reading the answer: {e}")))?;
+                if let Ok(data) = frame.into_data() {
+                    if !data.is_empty() {
+                        frames.push(data);
+                    }
+                }
+            }
             Ok(Answer {
                 status: parts.status,
                 headers: parts.headers,
-                body,
+                frames,
             })
         };
         match tokio::time::timeout(self.request_timeout, exchange).await {
@@ -332,13 +368,11 @@ fn transport_error(e: &hyper_util::client::legacy::Error) -> ClientError {
 
 /// Maps an unexpected answer to the matching [`ClientError`].
 fn error_from(answer: Answer) -> ClientError {
-    let body: Option<ErrorBody> = serde_json::from_slice(&answer.body).ok();
+    let raw = answer.body();
+    let body: Option<ErrorBody> = serde_json::from_slice(&raw).ok();
     let (code, message) = match body {
         Some(b) => (b.code, b.message),
-        None => (
-            String::new(),
-            String::from_utf8_lossy(&answer.body).into_owned(),
-        ),
+        None => (String::new(), String::from_utf8_lossy(&raw).into_owned()),
     };
     match answer.status {
         StatusCode::NOT_FOUND => ClientError::NotFound,

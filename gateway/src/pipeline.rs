@@ -217,5 +217,24 @@ async fn chunk_id(data: Bytes) -> Result<ChunkId, PipelineError> {
         .map_err(|e| PipelineError::Internal(format!("hashing task failed: {e}")))
 }
 
+/// SHA-256 of a chunk held as consecutive frames, off the reactor unless it is small (as
+/// [`chunk_id`]).
+async fn frames_id(frames: Vec<Bytes>) -> Result<ChunkId, PipelineError> {
+    let small = frames.iter().map(Bytes::len).sum::<usize>() <= INLINE_HASH_MAX;
+    let hash = move || {
+        let mut hasher = Sha256::new();
+        for frame in &frames {
+            hasher.update(frame);
+        }
+        ChunkId(hasher.finalize().into())
+    };
+    if small {
+        return Ok(hash());
+    }
+    tokio::task::spawn_blocking(hash)
+        .await
+        .map_err(|e| PipelineError::Internal(format!("hashing task failed: {e}")))
+}
+
 /// Chunks up to this size are hashed on the calling task (about 40 µs of SHA-256 at most).
 const INLINE_HASH_MAX: usize = 64 * 1024;

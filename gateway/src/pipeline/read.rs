@@ -10,7 +10,7 @@
 //! If no replica of a chunk can be read, the stream yields one `Err` and ends: the HTTP layer
 //! must abort the response rather than end it as if it were complete.
 
-use super::{chunk_id, Inner, PipelineError};
+use super::{frames_id, Inner, PipelineError};
 use crate::membership::{NodeState, NodeView};
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -45,8 +45,8 @@ pub(super) fn read_range(
             let inner = Arc::clone(&inner);
             let known = records.get_mut(piece.index).and_then(Option::take);
             async move {
-                let data = fetch_chunk(&inner, &piece.entry, known).await?;
-                Ok(data.slice(piece.from..piece.to))
+                let frames = fetch_chunk(&inner, &piece.entry, known).await?;
+                Ok(slice_frames(frames, piece.from, piece.to))
             }
         })
         .buffered(PREFETCH_CHUNKS)
@@ -58,7 +58,27 @@ pub(super) fn read_range(
             *failed = item.is_err();
             futures::future::ready(Some(item))
         })
+        // A chunk is handed on as the frames it arrived in (no copy into one buffer).
+        .flat_map(|item| match item {
+            Ok(frames) => futures::stream::iter(frames.into_iter().map(Ok)).left_stream(),
+            Err(e) => futures::stream::once(futures::future::ready(Err(e))).right_stream(),
+        })
         .boxed()
+}
+
+/// Bytes [from, to) of a chunk held as consecutive frames, still as frames (no copy).
+fn slice_frames(frames: Vec<Bytes>, from: usize, to: usize) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut offset = 0usize;
+    for frame in frames {
+        let (start, end) = (offset, offset + frame.len());
+        offset = end;
+        if end <= from || start >= to || from >= to {
+            continue;
+        }
+        out.push(frame.slice(from.max(start) - start..to.min(end) - start));
+    }
+    out
 }
 
 /// The chunks overlapping [start, end), with the slice of each that is needed.
@@ -93,7 +113,7 @@ async fn fetch_chunk(
     inner: &Inner,
     entry: &ManifestEntry,
     known: Option<ChunkRecord>,
-) -> Result<Bytes, PipelineError> {
+) -> Result<Vec<Bytes>, PipelineError> {
     let hex = entry.chunk.to_hex();
     let record = match known {
         Some(record) => record,
@@ -119,15 +139,16 @@ async fn fetch_chunk(
     let mut last_error = String::from("no replica on a known node");
     for node in &replicas {
         let client = inner.client(&node.address);
-        match client.get(&hex).await {
-            Ok(data) => {
+        match client.get_frames(&hex).await {
+            Ok(frames) => {
+                let len: usize = frames.iter().map(Bytes::len).sum();
                 let good =
-                    data.len() as u64 == entry.size && chunk_id(data.clone()).await? == entry.chunk;
+                    len as u64 == entry.size && frames_id(frames.clone()).await? == entry.chunk;
                 if good {
                     forget_corrupt(inner, entry, &corrupt).await;
-                    return Ok(data);
+                    return Ok(frames);
                 }
-                tracing::warn!(chunk = %hex, node_id = %node.node_id, len = data.len(),
+                tracing::warn!(chunk = %hex, node_id = %node.node_id, len,
                     "replica is corrupt (SHA-256 mismatch); reading another one, this one needs repair");
                 corrupt.push(node.node_id.clone());
                 last_error = format!("replica on node {} is corrupt", node.node_id);
@@ -213,5 +234,31 @@ mod tests {
         assert!(spans(&m, 5, 5).is_empty());
         assert!(spans(&m, 25, 30).is_empty());
         assert!(spans(&[], 0, 0).is_empty());
+    }
+
+    #[test]
+    fn a_slice_of_frames_holds_exactly_the_bytes_of_the_range() {
+        let whole: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let frames: Vec<Bytes> = [0usize, 1, 300, 301, 700, 1000]
+            .windows(2)
+            .map(|w| Bytes::copy_from_slice(&whole[w[0]..w[1]]))
+            .collect();
+        for (from, to) in [
+            (0, 1000),
+            (0, 1),
+            (1, 301),
+            (299, 302),
+            (300, 301),
+            (999, 1000),
+            (5, 5),
+        ] {
+            let sliced = slice_frames(frames.clone(), from, to);
+            let joined: Vec<u8> = sliced.iter().flat_map(|b| b.iter().copied()).collect();
+            assert_eq!(joined, whole[from..to], "range {from}..{to}");
+            assert!(
+                sliced.iter().all(|b| !b.is_empty()),
+                "no empty frame in {from}..{to}"
+            );
+        }
     }
 }
