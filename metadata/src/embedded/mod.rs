@@ -1,6 +1,7 @@
 //! The embedded backend: all metadata in one redb file, for a single gateway.
 //!
-//! * Reads run in `spawn_blocking`, each in its own read transaction (a consistent snapshot).
+//! * Reads run in `spawn_blocking`, each in its own read transaction (a consistent snapshot),
+//!   except access keys already read, which are answered from memory (`key_cache.rs`).
 //! * Writes go to one writer thread that group-commits whatever is queued into one durable
 //!   write transaction (`writer.rs`); a write returns only after its commit is fsynced.
 //! * Records are stored with a format version byte (`codec.rs`).
@@ -9,6 +10,7 @@
 
 mod admin;
 mod codec;
+mod key_cache;
 mod listing;
 mod multipart;
 mod objects;
@@ -33,6 +35,7 @@ pub struct EmbeddedStore {
 
 struct Inner {
     db: Arc<Database>,
+    keys: key_cache::KeyCache,
     writer: Option<Writer>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -64,6 +67,7 @@ impl EmbeddedStore {
         Ok(EmbeddedStore {
             inner: Arc::new(Inner {
                 db,
+                keys: Default::default(),
                 writer: Some(writer),
                 thread: Mutex::new(Some(thread)),
             }),
@@ -469,13 +473,24 @@ impl MetadataStore for EmbeddedStore {
     }
 
     async fn create_access_key(&self, key: AccessKeyRecord) -> Result<()> {
-        self.write(move |t| admin::create_access_key(t, &key)).await
+        let done = self.write(move |t| admin::create_access_key(t, &key)).await;
+        self.inner.keys.clear();
+        done
     }
 
     async fn get_access_key(&self, access_key_id: &str) -> Result<Option<AccessKeyRecord>> {
+        let generation = match self.inner.keys.lookup(access_key_id) {
+            key_cache::Lookup::Hit(record) => return Ok(Some(record)),
+            key_cache::Lookup::Miss(generation) => generation,
+        };
         let id = access_key_id.to_string();
-        self.read(move |txn| get(&table(txn, ACCESS_KEYS)?, id.as_bytes(), "access key"))
-            .await
+        let found: Option<AccessKeyRecord> = self
+            .read(move |txn| get(&table(txn, ACCESS_KEYS)?, id.as_bytes(), "access key"))
+            .await?;
+        if let Some(record) = &found {
+            self.inner.keys.insert(generation, record);
+        }
+        Ok(found)
     }
 
     async fn list_access_keys(&self) -> Result<Vec<AccessKeyRecord>> {
@@ -484,7 +499,9 @@ impl MetadataStore for EmbeddedStore {
 
     async fn delete_access_key(&self, access_key_id: &str) -> Result<()> {
         let id = access_key_id.to_string();
-        self.write(move |t| admin::delete_access_key(t, &id)).await
+        let done = self.write(move |t| admin::delete_access_key(t, &id)).await;
+        self.inner.keys.clear();
+        done
     }
 
     async fn set_permission(
@@ -494,8 +511,11 @@ impl MetadataStore for EmbeddedStore {
         permission: Option<Permission>,
     ) -> Result<()> {
         let (id, bucket) = (access_key_id.to_string(), bucket.to_string());
-        self.write(move |t| admin::set_permission(t, &id, &bucket, permission))
-            .await
+        let done = self
+            .write(move |t| admin::set_permission(t, &id, &bucket, permission))
+            .await;
+        self.inner.keys.clear();
+        done
     }
 
     async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {

@@ -541,6 +541,9 @@ pub async fn access_keys_and_permissions(s: Store) {
     s.set_permission("AK1", "photos", Some(Permission::Write))
         .await
         .unwrap();
+    // Each change is seen by the next read, even of a key read just before it.
+    let got = s.get_access_key("AK1").await.unwrap().unwrap();
+    assert_eq!(got.permissions.get("photos"), Some(&Permission::Write));
     s.set_permission("AK1", "docs", Some(Permission::Read))
         .await
         .unwrap();
