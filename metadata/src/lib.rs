@@ -56,6 +56,14 @@ pub enum MetaError {
 
 pub type Result<T> = std::result::Result<T, MetaError>;
 
+/// A manifest and the records of its first chunks (`None` for a chunk without one), as
+/// `get_manifest_for_read` answers.
+pub type ReadManifest = (Vec<ManifestEntry>, Vec<Option<ChunkRecord>>);
+
+/// What `get_object_for_read` answers for an existing bucket: the bucket, the key's current
+/// version if any, and that version's [`ReadManifest`] when it is an object.
+pub type ObjectForRead = (BucketRecord, Option<ObjectRecord>, Option<ReadManifest>);
+
 /// All cluster state, behind one async trait. Implementations are cheap to share
 /// (`Arc<dyn MetadataStore>`), and every method is safe to call concurrently.
 #[async_trait]
@@ -119,6 +127,27 @@ pub trait MetadataStore: Send + Sync + 'static {
             found.push(self.get_chunk(&entry.chunk).await?);
         }
         Ok((manifest, found))
+    }
+    /// Everything a GET reads before its first chunk, in one trip to the store where the
+    /// backend can: `get_bucket_and_object`'s answer (`None`: no such bucket) and, when the
+    /// key's current version is an object (not a delete marker), `get_manifest_for_read`'s
+    /// answer for it.
+    async fn get_object_for_read(
+        &self,
+        bucket: &str,
+        key: &str,
+        records: usize,
+    ) -> Result<Option<ObjectForRead>> {
+        let Some((bucket, object)) = self.get_bucket_and_object(bucket, key).await? else {
+            return Ok(None);
+        };
+        let manifest = match &object {
+            Some(o) if !o.delete_marker => {
+                Some(self.get_manifest_for_read(&o.version_id, records).await?)
+            }
+            _ => None,
+        };
+        Ok(Some((bucket, object, manifest)))
     }
     /// Removes the current version of a key and releases its refs. Returns the removed
     /// record, or `None` when there was none (S3 DeleteObject succeeds either way).

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use futures::Stream;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
-use sdfbs_metadata::{now_millis, BucketRecord, ObjectRecord};
+use sdfbs_metadata::{now_millis, BucketRecord, MetaError, ObjectRecord};
 use std::collections::BTreeMap;
 
 /// Header names of the stored headers other than Content-Type (ObjectRecord::headers).
@@ -391,19 +391,18 @@ fn content_length(selection: &Selection) -> Option<i64> {
 /// Loads the object a GET or HEAD names (only its `null` version exists), checks its conditions
 /// (412/304) and resolves the bytes asked for. A macro because `GetObjectInput` and `HeadObjectInput` are distinct types with the
 /// same fields.
-macro_rules! read_target {
-    ($gw:expr, $input:expr) => {{
-        check_version_id($input.version_id.as_deref())?;
-        let object = load_target($gw, &$input.bucket, &$input.key).await?;
+/// Checks a GET's or HEAD's conditions against the object it read and resolves its range or
+/// part number: the selection to answer with, or the S3 error.
+macro_rules! check_read {
+    ($input:expr, $object:expr) => {{
         ReadConditions {
             if_match: $input.if_match.as_ref(),
             if_none_match: $input.if_none_match.as_ref(),
             if_modified_since: $input.if_modified_since.as_ref(),
             if_unmodified_since: $input.if_unmodified_since.as_ref(),
         }
-        .check_read(&object)?;
-        let selection = range::resolve($input.range.as_ref(), $input.part_number, &object)?;
-        (object, selection)
+        .check_read(&$object)?;
+        range::resolve($input.range.as_ref(), $input.part_number, &$object)?
     }};
 }
 
@@ -429,15 +428,20 @@ pub async fn get(
     req: S3Request<GetObjectInput>,
 ) -> S3Result<S3Response<GetObjectOutput>> {
     let input = req.input;
-    let (object, selection) = read_target!(gw, input);
+    check_version_id(input.version_id.as_deref())?;
+    // Bucket, object, manifest and the first chunk records: one read of the store.
+    let (_, object, manifest) = gw
+        .meta
+        .get_object_for_read(&input.bucket, &input.key, ChunkStore::RECORDS_AHEAD)
+        .await
+        .map_err(error::meta)?
+        .ok_or_else(|| super::no_such_bucket(&input.bucket))?;
+    let object = live(object)?;
+    let selection = check_read!(input, object);
     let body = if selection.len() == 0 {
         StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
     } else {
-        let (manifest, records) = gw
-            .meta
-            .get_manifest_for_read(&object.version_id, ChunkStore::RECORDS_AHEAD)
-            .await
-            .map_err(error::meta)?;
+        let (manifest, records) = manifest.ok_or_else(|| error::meta(MetaError::NoSuchKey))?;
         body::response(gw.chunks.read_range_with_records(
             manifest,
             records,
@@ -477,7 +481,9 @@ pub async fn head(
     req: S3Request<HeadObjectInput>,
 ) -> S3Result<S3Response<HeadObjectOutput>> {
     let input = req.input;
-    let (object, selection) = read_target!(gw, input);
+    check_version_id(input.version_id.as_deref())?;
+    let object = load_target(gw, &input.bucket, &input.key).await?;
+    let selection = check_read!(input, object);
     let v = view(&object, &selection, input.checksum_mode.as_ref());
     let [crc32, crc32c, crc64nvme, sha1, sha256] = v.checksums;
     let mut resp = S3Response::new(HeadObjectOutput {

@@ -100,6 +100,23 @@ impl EmbeddedStore {
     }
 }
 
+/// A version's manifest and the records of its first `records` chunks, in `txn`.
+fn manifest_for_read(
+    txn: &ReadTransaction,
+    version_id: &str,
+    records: usize,
+) -> Result<ReadManifest> {
+    let manifest =
+        tables::read_manifest(&table(txn, MANIFESTS)?, version_id)?.ok_or(MetaError::NoSuchKey)?;
+    let chunks = table(txn, CHUNKS)?;
+    let found = manifest
+        .iter()
+        .take(records)
+        .map(|entry| get(&chunks, &entry.chunk.0, "chunk"))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((manifest, found))
+}
+
 pub(crate) fn open_db(path: &Path) -> Result<Database> {
     let db = Database::create(path).map_err(|e| {
         MetaError::Backend(format!("cannot open metadata file {}: {e}", path.display()))
@@ -278,16 +295,32 @@ impl MetadataStore for EmbeddedStore {
         records: usize,
     ) -> Result<(Vec<ManifestEntry>, Vec<Option<ChunkRecord>>)> {
         let v = version_id.to_string();
+        self.read(move |txn| manifest_for_read(txn, &v, records))
+            .await
+    }
+
+    async fn get_object_for_read(
+        &self,
+        bucket: &str,
+        key: &str,
+        records: usize,
+    ) -> Result<Option<ObjectForRead>> {
+        let (name, key) = (bucket.to_string(), key.to_string());
         self.read(move |txn| {
-            let manifest =
-                tables::read_manifest(&table(txn, MANIFESTS)?, &v)?.ok_or(MetaError::NoSuchKey)?;
-            let chunks = table(txn, CHUNKS)?;
-            let found = manifest
-                .iter()
-                .take(records)
-                .map(|entry| get(&chunks, &entry.chunk.0, "chunk"))
-                .collect::<Result<Vec<_>>>()?;
-            Ok((manifest, found))
+            let Some(record): Option<BucketRecord> =
+                get(&table(txn, BUCKETS)?, name.as_bytes(), "bucket")?
+            else {
+                return Ok(None);
+            };
+            let k = object_key(&record.id, &key);
+            let object: Option<ObjectRecord> = get(&table(txn, OBJECTS)?, &k, "object")?;
+            let manifest = match &object {
+                Some(o) if !o.delete_marker => {
+                    Some(manifest_for_read(txn, &o.version_id, records)?)
+                }
+                _ => None,
+            };
+            Ok(Some((record, object, manifest)))
         })
         .await
     }

@@ -182,11 +182,42 @@ pub async fn reads_for_get_match_separate_calls(s: Store) {
         s.get_manifest_for_read("no-such-version", 3).await,
         Err(MetaError::NoSuchKey)
     ));
+    // All of a GET's reads in one call: the same answers.
+    assert!(s
+        .get_object_for_read("nope", "k", 3)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        s.get_object_for_read("rb", "other", 3).await.unwrap(),
+        Some((got_b.clone(), None, None))
+    );
+    for wanted in [0, 2, 10] {
+        let (fb, fo, fm) = s
+            .get_object_for_read("rb", "k", wanted)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(fb, got_b);
+        assert_eq!(fo, Some(o.clone()));
+        assert_eq!(
+            fm,
+            Some(
+                s.get_manifest_for_read(&o.version_id, wanted)
+                    .await
+                    .unwrap()
+            )
+        );
+    }
     // A deleted key: the bucket is still found, the key is not.
     s.delete_object(&b, "k").await.unwrap();
     assert_eq!(
         s.get_bucket_and_object("rb", "k").await.unwrap(),
-        Some((b, None))
+        Some((b.clone(), None))
+    );
+    assert_eq!(
+        s.get_object_for_read("rb", "k", 3).await.unwrap(),
+        Some((b, None, None))
     );
 }
 
