@@ -12,11 +12,15 @@
 //! ```
 //!
 //! Measured: single-core MD5 and SHA-256 rates (the same crates the gateway uses); single-stream
-//! PUT and GET of a 1 GiB object (the GET also with curl on a presigned URL); a 5 GiB PUT from a
+//! PUT and GET of a 1 GiB object (both also with curl on a presigned URL); a 5 GiB PUT from a
 //! file and its GET, for memory; 16 parallel streams of 64 MiB objects, PUT then GET; 4 KiB
 //! PUT and GET at 16 concurrency (ops/s, p50, p99); the gateway process's peak resident memory
 //! during the 1 GiB transfers, sampled every 10 ms from /proc. Client, gateway and nodes share
 //! the machine, so every figure is a lower bound of what the gateway alone could do.
+//!
+//! `BENCH_SMALL_OPS=N` sets the number of 4 KiB operations (5000). `BENCH_SMALL_ONLY=1` runs only
+//! the 4 KiB phases on a fresh cluster and prints one line without touching the docs: for quick
+//! interleaved A/B runs; `SDFBS_BIN_DIR` picks the `sdfbs` binary to measure.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -251,6 +255,41 @@ async fn get_each(s3: &Client, key: &str, mut each: impl FnMut(&[u8])) -> Result
     Ok(n)
 }
 
+/// The 4 KiB phases: `n` PUTs then `n` GETs of those keys, 16 at a time. Returns ops/s, p50
+/// and p99 of each, and the GET phase's CPU row.
+async fn small_phases(
+    s3: &Client,
+    n: usize,
+    pid: u32,
+) -> Result<(f64, f64, f64, f64, f64, f64, String)> {
+    eprintln!("bench: 4 KiB PUT and GET at 16 concurrency, {n} ops each");
+    let small = Bytes::from(random_bytes(4096, 2));
+    let (put_ops, put_p50, put_p99) = {
+        let s3 = s3.clone();
+        small_ops(n, 16, move |i| {
+            let (s3, small) = (s3.clone(), small.clone());
+            async move { put(&s3, &format!("small/{i:06}"), small).await }
+        })
+        .await?
+    };
+    eprintln!("bench: 4 KiB GET at 16 concurrency");
+    let cpu = CpuWatch::start(pid);
+    let (get_ops, get_p50, get_p99) = {
+        let s3 = s3.clone();
+        small_ops(n, 16, move |i| {
+            let s3 = s3.clone();
+            async move {
+                let n = get(&s3, &format!("small/{i:06}")).await?;
+                anyhow::ensure!(n == 4096, "small GET returned {n} bytes");
+                Ok(())
+            }
+        })
+        .await?
+    };
+    let row = cpu.finish("GET 4 KiB, 16 concurrent");
+    Ok((put_ops, put_p50, put_p99, get_ops, get_p50, get_p99, row))
+}
+
 /// Runs `ops` operations at `concurrency`, `op(i)` each; returns (ops/s, p50 ms, p99 ms).
 async fn small_ops<F, Fut>(ops: usize, concurrency: usize, op: F) -> Result<(f64, f64, f64)>
 where
@@ -335,6 +374,15 @@ async fn main() -> Result<()> {
         .await
         .map_err(|e| anyhow!("create bucket: {e:?}"))?;
     let idle_rss = rss_of(pid);
+    if std::env::var_os("BENCH_SMALL_ONLY").is_some() {
+        // Only the 4 KiB phases, printed and not written to the docs: for quick A/B runs.
+        let (put_ops, _, put_p99, get_ops, get_p50, get_p99, _) =
+            small_phases(&s3, small_ops_count, pid).await?;
+        println!(
+            "PUT 4 KiB {put_ops:.0} ops/s p99 {put_p99:.2} ms; GET 4 KiB {get_ops:.0} ops/s p50 {get_p50:.2} ms p99 {get_p99:.2} ms"
+        );
+        return Ok(());
+    }
 
     eprintln!("bench: 1 GiB single-stream PUT");
     let mut cpu_rows = String::new();
@@ -483,31 +531,9 @@ async fn main() -> Result<()> {
     let get_par = mib_per_s(total, t.elapsed());
     anyhow::ensure!(total == GIB as u64, "parallel GETs returned {total} bytes");
 
-    eprintln!("bench: 4 KiB PUT and GET at 16 concurrency, {small_ops_count} ops each");
-    let small = Bytes::from(random_bytes(4096, 2));
-    let (put_ops, put_p50, put_p99) = {
-        let s3 = s3.clone();
-        small_ops(small_ops_count, 16, move |i| {
-            let (s3, small) = (s3.clone(), small.clone());
-            async move { put(&s3, &format!("small/{i:06}"), small).await }
-        })
-        .await?
-    };
-    eprintln!("bench: 4 KiB GET at 16 concurrency");
-    let cpu = CpuWatch::start(pid);
-    let (get_ops, get_p50, get_p99) = {
-        let s3 = s3.clone();
-        small_ops(small_ops_count, 16, move |i| {
-            let s3 = s3.clone();
-            async move {
-                let n = get(&s3, &format!("small/{i:06}")).await?;
-                anyhow::ensure!(n == 4096, "small GET returned {n} bytes");
-                Ok(())
-            }
-        })
-        .await?
-    };
-    cpu_rows += &cpu.finish("GET 4 KiB, 16 concurrent");
+    let (put_ops, put_p50, put_p99, get_ops, get_p50, get_p99, get_cpu_row) =
+        small_phases(&s3, small_ops_count, pid).await?;
+    cpu_rows += &get_cpu_row;
     let peak_rss = put_peak.max(get_peak);
     let load_after = loadavg();
     drop(cluster);
