@@ -19,6 +19,7 @@ use crate::s3::objects::{checksum_fields, load_object, StoredHeaders};
 use crate::s3::versioning::check_version_id;
 use crate::s3::{load_bucket, names, new_id, timestamp};
 use crate::state::Gateway;
+use bytes::Bytes;
 use futures::StreamExt;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
@@ -96,23 +97,45 @@ async fn checksum_of(
         return Ok(checksum.finish());
     }
     let mut bytes = gw.chunks.read_range(manifest.to_vec(), 0, size);
+    // The read path yields a chunk as the frames it arrived in; they are hashed about a chunk
+    // at a time, so a copy makes one trip to the blocking pool per chunk, not per frame.
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut batched = 0usize;
     while let Some(piece) = bytes.next().await {
         let piece = piece.map_err(|e| error::pipeline(e, None))?;
-        checksum = tokio::task::spawn_blocking(move || {
-            checksum.update(&piece);
-            checksum
-        })
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "checksum task failed");
-            S3Error::with_message(
-                S3ErrorCode::InternalError,
-                "computing the checksum of the copy failed",
-            )
-        })?;
+        batched += piece.len();
+        batch.push(piece);
+        if batched >= HASH_BATCH {
+            checksum = hash_pieces(checksum, std::mem::take(&mut batch)).await?;
+            batched = 0;
+        }
+    }
+    if !batch.is_empty() {
+        checksum = hash_pieces(checksum, batch).await?;
     }
     Ok(checksum.finish())
 }
+
+/// Adds `pieces` to `checksum` on the blocking pool.
+async fn hash_pieces(mut checksum: ObjectChecksum, pieces: Vec<Bytes>) -> S3Result<ObjectChecksum> {
+    tokio::task::spawn_blocking(move || {
+        for piece in &pieces {
+            checksum.update(piece);
+        }
+        checksum
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "checksum task failed");
+        S3Error::with_message(
+            S3ErrorCode::InternalError,
+            "computing the checksum of the copy failed",
+        )
+    })
+}
+
+/// Bytes hashed per trip to the blocking pool when a copy computes a new checksum.
+const HASH_BATCH: usize = 1 << 20;
 
 pub async fn copy(
     gw: &Gateway,
