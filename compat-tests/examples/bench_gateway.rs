@@ -169,7 +169,27 @@ async fn get(s3: &Client, key: &str) -> Result<u64> {
     get_each(s3, key, |_| {}).await
 }
 
-/// GETs `key`, hashing the bytes as they arrive (nothing kept); returns (length, SHA-256 hex).
+/// Presigned URLs of the curl phases: valid for 10 minutes.
+fn presigning() -> Result<aws_sdk_s3::presigning::PresigningConfig> {
+    aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(600))
+        .context("presigning config")
+}
+
+/// Runs `curl -sS -o /dev/null -w WRITE_OUT ARGS...`; returns whether it exited 0, the fields of
+/// its write-out, and its stdout and stderr for an error message.
+async fn curl(write_out: &str, args: &[&str]) -> Result<(bool, Vec<String>, String)> {
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", write_out])
+        .args(args)
+        .output()
+        .await
+        .context("running curl")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let fields = stdout.split_whitespace().map(str::to_string).collect();
+    let report = format!("{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    Ok((out.status.success(), fields, report))
+}
+
 /// PUTs 1 GiB of fresh random bytes (none of its chunks is stored yet, so every one is really
 /// sent to two nodes) as `one-gib-curl` with curl on a presigned URL, from a file written
 /// beforehand (untimed), and reads it back to check the bytes (untimed). Returns MiB/s as curl
@@ -188,33 +208,23 @@ async fn put_with_curl(s3: &Client, pid: u32) -> Result<(f64, String)> {
         .put_object()
         .bucket("bench")
         .key("one-gib-curl")
-        .presigned(
-            aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(600))
-                .context("presigning config")?,
-        )
+        .presigned(presigning()?)
         .await
         .map_err(|e| anyhow!("presigning: {e}"))?
         .uri()
         .to_string();
     let cpu = CpuWatch::start(pid);
-    let out = tokio::process::Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "-H", "Expect:", "-w"])
-        .arg("%{http_code} %{size_upload} %{speed_upload}")
-        .arg("-T")
-        .arg(&path)
-        .arg(&url)
-        .output()
-        .await
-        .context("running curl")?;
+    let path = path.to_string_lossy();
+    let (ok, fields, report) = curl(
+        "%{http_code} %{size_upload} %{speed_upload}",
+        &["-H", "Expect:", "-T", &path, &url],
+    )
+    .await?;
     let row = cpu.finish("PUT 1 GiB, one stream, curl");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let fields: Vec<&str> = text.split_whitespace().collect();
     anyhow::ensure!(
-        out.status.success()
-            && fields.first() == Some(&"200")
+        ok && fields.first().map(String::as_str) == Some("200")
             && fields.get(1).and_then(|f| f.parse::<u64>().ok()) == Some(GIB as u64),
-        "curl PUT failed: {text} {}",
-        String::from_utf8_lossy(&out.stderr)
+        "curl PUT failed: {report}"
     );
     let speed: f64 = fields.get(2).and_then(|f| f.parse().ok()).unwrap_or(0.0);
     let (n, digest) = get_digest(s3, "one-gib-curl").await?;
@@ -225,6 +235,7 @@ async fn put_with_curl(s3: &Client, pid: u32) -> Result<(f64, String)> {
     Ok((speed / MIB as f64, row))
 }
 
+/// GETs `key`, hashing the bytes as they arrive (nothing kept); returns (length, SHA-256 hex).
 async fn get_digest(s3: &Client, key: &str) -> Result<(u64, String)> {
     use sha2::Digest;
     let mut hasher = sha2::Sha256::new();
@@ -411,38 +422,17 @@ async fn main() -> Result<()> {
         .get_object()
         .bucket("bench")
         .key("one-gib")
-        .presigned(
-            aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(600))
-                .context("presigning config")?,
-        )
+        .presigned(presigning()?)
         .await
         .map_err(|e| anyhow!("presigning: {e}"))?
         .uri()
         .to_string();
     let cpu = CpuWatch::start(pid);
-    let curl = tokio::process::Command::new("curl")
-        .args([
-            "-sS",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{size_download} %{speed_download}",
-            &url,
-        ])
-        .output()
-        .await
-        .context("running curl")?;
+    let (ok, fields, report) = curl("%{size_download} %{speed_download}", &[&url]).await?;
     cpu_rows += &cpu.finish("GET 1 GiB, one stream, curl");
-    let curl_out = String::from_utf8_lossy(&curl.stdout).to_string();
-    let mut fields = curl_out
-        .split_whitespace()
-        .map(|f| f.parse::<f64>().unwrap_or(0.0));
+    let mut fields = fields.iter().map(|f| f.parse::<f64>().unwrap_or(0.0));
     let (curl_bytes, curl_speed) = (fields.next().unwrap_or(0.0), fields.next().unwrap_or(0.0));
-    anyhow::ensure!(
-        curl.status.success() && curl_bytes == GIB as f64,
-        "curl GET failed: {curl_out} {}",
-        String::from_utf8_lossy(&curl.stderr)
-    );
+    anyhow::ensure!(ok && curl_bytes == GIB as f64, "curl GET failed: {report}");
     let get_1g_curl = curl_speed / MIB as f64;
 
     // The same PUT with curl on a presigned URL, from a file: a client that neither hashes the
