@@ -205,20 +205,14 @@ impl Inner {
     }
 }
 
-/// SHA-256 of a chunk, computed off the reactor (a 1 MiB hash takes milliseconds).
+/// SHA-256 of a chunk in one buffer (see [`frames_id`]).
 async fn chunk_id(data: Bytes) -> Result<ChunkId, PipelineError> {
-    // Hashing a small chunk takes a few microseconds, less than the two thread switches a trip
-    // to the blocking pool costs; only a large one is worth moving off the reactor.
-    if data.len() <= INLINE_HASH_MAX {
-        return Ok(ChunkId(Sha256::digest(&data).into()));
-    }
-    tokio::task::spawn_blocking(move || ChunkId(Sha256::digest(&data).into()))
-        .await
-        .map_err(|e| PipelineError::Internal(format!("hashing task failed: {e}")))
+    frames_id(vec![data]).await
 }
 
-/// SHA-256 of a chunk held as consecutive frames, off the reactor unless it is small (as
-/// [`chunk_id`]).
+/// SHA-256 of a chunk held as consecutive frames, computed off the reactor (a 1 MiB hash takes
+/// milliseconds) unless it is small: hashing a small chunk takes a few microseconds, less than the
+/// two thread switches a trip to the blocking pool costs.
 async fn frames_id(frames: Vec<Bytes>) -> Result<ChunkId, PipelineError> {
     let small = frames.iter().map(Bytes::len).sum::<usize>() <= INLINE_HASH_MAX;
     let hash = move || {

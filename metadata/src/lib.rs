@@ -120,7 +120,7 @@ pub trait MetadataStore: Send + Sync + 'static {
         &self,
         version_id: &str,
         records: usize,
-    ) -> Result<(Vec<ManifestEntry>, Vec<Option<ChunkRecord>>)> {
+    ) -> Result<ReadManifest> {
         let manifest = self.get_manifest(version_id).await?;
         let mut found = Vec::new();
         for entry in manifest.iter().take(records) {

@@ -100,6 +100,25 @@ impl EmbeddedStore {
     }
 }
 
+/// A bucket and its key's current version, in `txn` (`None`: no such bucket).
+fn bucket_and_object(
+    txn: &ReadTransaction,
+    bucket: &str,
+    key: &str,
+) -> Result<Option<(BucketRecord, Option<ObjectRecord>)>> {
+    let Some(record): Option<BucketRecord> =
+        get(&table(txn, BUCKETS)?, bucket.as_bytes(), "bucket")?
+    else {
+        return Ok(None);
+    };
+    let object = get(
+        &table(txn, OBJECTS)?,
+        &object_key(&record.id, key),
+        "object",
+    )?;
+    Ok(Some((record, object)))
+}
+
 /// A version's manifest and the records of its first `records` chunks, in `txn`.
 fn manifest_for_read(
     txn: &ReadTransaction,
@@ -276,24 +295,15 @@ impl MetadataStore for EmbeddedStore {
         key: &str,
     ) -> Result<Option<(BucketRecord, Option<ObjectRecord>)>> {
         let (name, key) = (bucket.to_string(), key.to_string());
-        self.read(move |txn| {
-            let Some(record): Option<BucketRecord> =
-                get(&table(txn, BUCKETS)?, name.as_bytes(), "bucket")?
-            else {
-                return Ok(None);
-            };
-            let k = object_key(&record.id, &key);
-            let object = get(&table(txn, OBJECTS)?, &k, "object")?;
-            Ok(Some((record, object)))
-        })
-        .await
+        self.read(move |txn| bucket_and_object(txn, &name, &key))
+            .await
     }
 
     async fn get_manifest_for_read(
         &self,
         version_id: &str,
         records: usize,
-    ) -> Result<(Vec<ManifestEntry>, Vec<Option<ChunkRecord>>)> {
+    ) -> Result<ReadManifest> {
         let v = version_id.to_string();
         self.read(move |txn| manifest_for_read(txn, &v, records))
             .await
@@ -307,13 +317,9 @@ impl MetadataStore for EmbeddedStore {
     ) -> Result<Option<ObjectForRead>> {
         let (name, key) = (bucket.to_string(), key.to_string());
         self.read(move |txn| {
-            let Some(record): Option<BucketRecord> =
-                get(&table(txn, BUCKETS)?, name.as_bytes(), "bucket")?
-            else {
+            let Some((record, object)) = bucket_and_object(txn, &name, &key)? else {
                 return Ok(None);
             };
-            let k = object_key(&record.id, &key);
-            let object: Option<ObjectRecord> = get(&table(txn, OBJECTS)?, &k, "object")?;
             let manifest = match &object {
                 Some(o) if !o.delete_marker => {
                     Some(manifest_for_read(txn, &o.version_id, records)?)
