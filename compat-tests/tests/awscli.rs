@@ -347,3 +347,63 @@ fn awscli_v2_empty_then_data_on_one_connection() {
 fn awscli_v1_empty_then_data_on_one_connection() {
     empty_then_data(AwsCliVersion::V1);
 }
+
+/// GetObjectAttributes through each aws-cli: the attributes asked for and no others, the ETag
+/// without the quotes put-object shows (as S3 answers it), Last-Modified from its header.
+fn object_attributes(version: AwsCliVersion) {
+    let Some(exe) = AwsCli::find(version) else {
+        return;
+    };
+    let cluster = Cluster::start(ClusterOptions::default());
+    let aws = AwsCli::new(exe, version, &cluster);
+    let file = cluster.dir().join("attrs.bin");
+    write_random_file(&file, 70_000, 7).unwrap();
+    aws.ok(["s3api", "create-bucket", "--bucket", "attr-bucket"]);
+    let put = aws.ok([
+        "s3api".as_ref(),
+        "put-object".as_ref(),
+        "--bucket".as_ref(),
+        "attr-bucket".as_ref(),
+        "--key".as_ref(),
+        "a.bin".as_ref(),
+        "--body".as_ref(),
+        file.as_os_str(),
+    ]);
+    let put: serde_json::Value = serde_json::from_str(&put).unwrap();
+    let etag = put["ETag"].as_str().unwrap_or_default();
+    assert!(
+        etag.starts_with('"'),
+        "put-object shows a quoted ETag: {put}"
+    );
+    let out = aws.ok([
+        "s3api",
+        "get-object-attributes",
+        "--bucket",
+        "attr-bucket",
+        "--key",
+        "a.bin",
+        "--object-attributes",
+        "ETag",
+        "ObjectSize",
+        "StorageClass",
+    ]);
+    let out: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["ETag"].as_str(), Some(etag.trim_matches('"')), "{out}");
+    assert_eq!(out["ObjectSize"].as_u64(), Some(70_000), "{out}");
+    assert_eq!(out["StorageClass"].as_str(), Some("STANDARD"), "{out}");
+    assert!(out["LastModified"].is_string(), "{out}");
+    assert!(
+        out.get("Checksum").is_none() && out.get("ObjectParts").is_none(),
+        "{out}"
+    );
+}
+
+#[test]
+fn awscli_v2_get_object_attributes() {
+    object_attributes(AwsCliVersion::V2);
+}
+
+#[test]
+fn awscli_v1_get_object_attributes() {
+    object_attributes(AwsCliVersion::V1);
+}

@@ -9,6 +9,8 @@ mod common;
 
 #[path = "sdk/access.rs"]
 mod access;
+#[path = "sdk/attributes.rs"]
+mod attributes;
 #[path = "sdk/bad_input.rs"]
 mod bad_input;
 #[path = "sdk/buckets.rs"]

@@ -131,6 +131,7 @@ pub fn needed_permission(operation: &str) -> Option<Permission> {
         // `can_create_buckets`.
         "ListBuckets" | "CreateBucket" => return None,
         "GetObject"
+        | "GetObjectAttributes"
         | "HeadObject"
         | "HeadBucket"
         | "GetBucketLocation"
@@ -273,6 +274,10 @@ mod tests {
     #[test]
     fn operations_need_the_right_permission() {
         assert_eq!(needed_permission("GetObject"), Some(Permission::Read));
+        assert_eq!(
+            needed_permission("GetObjectAttributes"),
+            Some(Permission::Read)
+        );
         assert_eq!(needed_permission("UploadPartCopy"), Some(Permission::Write));
         assert_eq!(needed_permission("DeleteBucket"), Some(Permission::Owner));
         assert_eq!(

@@ -7,6 +7,7 @@
 //!
 //! * `buckets.rs`: CreateBucket, HeadBucket, DeleteBucket, ListBuckets, GetBucketLocation;
 //! * `objects.rs`: PutObject, GetObject, HeadObject, DeleteObject(s);
+//! * `attributes.rs`: GetObjectAttributes (ETag, checksum, parts, storage class, size);
 //! * `copy.rs`: CopyObject (and the copy source of UploadPartCopy), moving no data;
 //! * `listing.rs`: ListObjects v1 and v2 (encoding-type=url);
 //! * `host.rs`: virtual-hosted-style addressing (`BUCKET.DOMAIN` hosts, `--s3-domain`);
@@ -25,6 +26,7 @@
 //! checksum leaves no object behind (its chunks are unreferenced garbage for the collector).
 
 mod assemble;
+mod attributes;
 mod auth;
 mod body;
 mod buckets;
@@ -41,9 +43,10 @@ mod range;
 mod versioning;
 
 use crate::state::Gateway;
+use futures::future::BoxFuture;
 use s3s::dto::*;
 use s3s::service::{S3Service, S3ServiceBuilder};
-use s3s::{S3Request, S3Response, S3Result, S3};
+use s3s::{HttpError, HttpResponse, S3Request, S3Response, S3Result, S3};
 use sdfbs_metadata::{BucketRecord, UnixMillis};
 use std::sync::Arc;
 
@@ -52,7 +55,7 @@ pub use host::{BucketDomains, InvalidDomain};
 /// Builds the S3 service: the handlers, SigV4 auth from the `access_keys` table, per-bucket
 /// permissions, and virtual-hosted-style addressing under `domains` (none: path-style only).
 /// Serve it with hyper (it implements `hyper::service::Service`).
-pub fn build_service(gw: Arc<Gateway>, domains: BucketDomains) -> S3Service {
+pub fn build_service(gw: Arc<Gateway>, domains: BucketDomains) -> Service {
     let meta = gw.meta.clone();
     let mut builder = S3ServiceBuilder::new(SdfbsS3 { gw });
     if !domains.is_empty() {
@@ -64,7 +67,27 @@ pub fn build_service(gw: Arc<Gateway>, domains: BucketDomains) -> S3Service {
         handoff: handoff.clone(),
     });
     builder.set_access(auth::Permissions { meta, handoff });
-    builder.build()
+    Service(builder.build())
+}
+
+/// The s3s service, with the one change to a serialized answer that s3s cannot be asked for:
+/// the unquoted ETag of GetObjectAttributes (`attributes::unquote_etag`).
+#[derive(Clone)]
+pub struct Service(S3Service);
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Service {
+    type Response = HttpResponse;
+    type Error = HttpError;
+    type Future = BoxFuture<'static, Result<HttpResponse, HttpError>>;
+
+    fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let answer = hyper::service::Service::call(&self.0, req);
+        Box::pin(async move {
+            let mut resp = answer.await?;
+            attributes::unquote_etag(&mut resp);
+            Ok(resp)
+        })
+    }
 }
 
 /// The `S3` implementation. Each method hands its request to the module of its family.
@@ -156,6 +179,13 @@ impl S3 for SdfbsS3 {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         objects::head(&self.gw, req).await
+    }
+
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        attributes::get(&self.gw, req).await
     }
 
     async fn delete_object(
