@@ -8,7 +8,8 @@
 //! `CHUNKD_BENCH_CHUNKS` (default 256) the number of 1 MiB chunks per measurement;
 //! `CHUNKD_BENCH_ROUNDS` (default 5) how many rounds; the figures are the median per
 //! measurement (the machine is shared, so single runs are noisy);
-//! `CHUNKD_BENCH_CPU=1` prints the wall time and this process's CPU time of every phase;
+//! `CHUNKD_BENCH_CPU=1` prints, for every write phase of a round, its wall time and this
+//! process's CPU time;
 //! `CHUNKD_BENCH_TARGET=http://HOST:PORT` sends the PUTs and GETs to a chunkd started
 //! separately (with `--cluster-secret bench-secret`), so that its CPU time and profile can be
 //! taken apart from the client's. Every run writes new data, so a node can be reused.
@@ -17,6 +18,19 @@
 //! clients are `ChunkClient`s, exactly what the gateway uses. The baseline writes every chunk
 //! to its own file with `write_all` + `fsync` (what a PUT must do at the least), with 1 and 8
 //! threads. Each PUT phase stores fresh chunks, so every PUT really writes and fsyncs.
+//!
+//! One more write phase gives the floor of a PUT on this machine: 8 threads storing through
+//! chunkd's own [`Store`] (SHA-256, temporary file, fsync, rename, directory fsync) with the
+//! bytes already in memory, so no network and no HTTP. A PUT must do all of that and receive
+//! the bytes too.
+//!
+//! Every write phase of a round is cut into `CHUNKD_BENCH_SLICES` slices (default 8), and the
+//! phases take turns slice by slice, in an order that rotates. This machine's disk accepts a
+//! burst of about 2 GiB of fsynced writes at 550-650 MiB/s and then slows to a sustained rate
+//! near 150 MiB/s for one writer (measured with a plain write + fdatasync loop; see
+//! docs/bench-chunkd.md). Run one after the other, the first phases of a round had the burst
+//! and the last ones (the PUTs) the slow rate; taking turns gives every phase the same share of
+//! both.
 
 use std::io::Write;
 use std::path::Path;
@@ -24,6 +38,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use chunkd::store::{ChunkId, Store};
 use chunkd::{ChunkClient, NodeConfig, PutOutcome};
 use sha2::{Digest, Sha256};
 
@@ -57,12 +72,13 @@ fn main() -> Result<()> {
     runtime.block_on(run(dir.path(), chunks, rounds))
 }
 
-/// The six measurements of one round, in MiB/s.
+/// The measurements of one round, in MiB/s.
 #[derive(Clone, Copy, Default)]
 struct Round {
     plain1: f64,
     plain8: f64,
     atomic8: f64,
+    store8: f64,
     put1: f64,
     put8: f64,
     get1: f64,
@@ -79,49 +95,92 @@ async fn run(dir: &Path, chunks: usize, rounds: usize) -> Result<()> {
     let plain_dir = dir.join("plain");
     std::fs::create_dir_all(&plain_dir)?;
 
+    // The floor phase writes through chunkd's own store (its on-disk protocol and hashing) in
+    // a second data directory, without network.
+    let floor_store = Arc::new(Store::open(&dir.join("floor"), None)?);
+    let slices: usize = std::env::var("CHUNKD_BENCH_SLICES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8)
+        .clamp(1, chunks);
     let mut results = Vec::new();
     for round in 0..rounds as u64 {
-        // Fresh data for every phase, so every write really writes.
+        // Fresh data for every write phase, so every write really writes.
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() << 8)
             .unwrap_or(0);
-        let set = |phase: u64| Arc::new(make_chunks(seed + round * 5 + phase, chunks));
+        let sets: Vec<Vec<Chunks>> = (0..WRITES.len() as u64)
+            .map(|w| sliced(make_chunks(seed + round * 16 + w, chunks), slices))
+            .collect();
+        // The writes are interleaved slice by slice, in an order that rotates, so that every
+        // kind of write meets the disk in the same states (see the module doc: this VM's disk
+        // takes a burst of writes fast, then slows down to its sustained rate).
+        let mut took = [Duration::ZERO; WRITES.len()];
+        let mut cpu = [0.0f64; WRITES.len()];
+        for slice in 0..slices {
+            for step in 0..WRITES.len() {
+                let w = (slice + step) % WRITES.len();
+                let set = Arc::clone(&sets[w][slice % sets[w].len()]);
+                let (wall, used) = timed(async {
+                    match WRITES[w] {
+                        Phase::Plain1 => plain_write(&plain_dir, &set, 1, Durability::Fsync).await,
+                        Phase::Plain8 => plain_write(&plain_dir, &set, 8, Durability::Fsync).await,
+                        Phase::Atomic8 => {
+                            plain_write(&plain_dir, &set, 8, Durability::AtomicRename).await
+                        }
+                        Phase::Store8 => store_direct(&floor_store, set, 8).await,
+                        Phase::Put1 => put_all(&client, &set, 1).await,
+                        Phase::Put8 => put_all(&client, &set, 8).await,
+                    }
+                })
+                .await?;
+                took[w] += wall;
+                cpu[w] += used;
+            }
+        }
         let mib = chunks as f64;
-        let rate = |d: Duration| mib / d.as_secs_f64();
-        let (plain_set1, plain_set8) = (set(0), set(1));
-        let plain1 = rate(timed(plain_write(&plain_dir, &plain_set1, 1, Durability::Fsync)).await?);
-        let plain8 = rate(timed(plain_write(&plain_dir, &plain_set8, 8, Durability::Fsync)).await?);
-        let atomic_set8 = set(4);
-        let atomic8 = rate(
-            timed(plain_write(
-                &plain_dir,
-                &atomic_set8,
-                8,
-                Durability::AtomicRename,
-            ))
-            .await?,
+        let rate = |w: Phase| mib / took[w as usize].as_secs_f64();
+        if std::env::var_os("CHUNKD_BENCH_CPU").is_some() {
+            for (w, kind) in WRITES.iter().enumerate() {
+                eprintln!(
+                    "  {kind:?}: {:.3} s wall, {:.3} s CPU (whole process), {:.2} ms CPU per MiB",
+                    took[w].as_secs_f64(),
+                    cpu[w],
+                    1000.0 * cpu[w] / mib
+                );
+            }
+        }
+        let put_set1: Arc<Vec<_>> = Arc::new(
+            sets[Phase::Put1 as usize]
+                .iter()
+                .flat_map(|s| s.iter().cloned())
+                .collect(),
         );
-        drop((plain_set1, plain_set8, atomic_set8));
-        let (put_set1, put_set8) = (set(2), set(3));
-        let put1 = rate(timed(put_all(&client, &put_set1, 1)).await?);
-        let put8 = rate(timed(put_all(&client, &put_set8, 8)).await?);
-        let get1 = rate(timed(get_all(&client, &put_set1, 1)).await?);
-        let get8 = rate(timed(get_all(&client, &put_set8, 8)).await?);
+        let put_set8: Arc<Vec<_>> = Arc::new(
+            sets[Phase::Put8 as usize]
+                .iter()
+                .flat_map(|s| s.iter().cloned())
+                .collect(),
+        );
+        drop(sets);
+        let get1 = mib / timed(get_all(&client, &put_set1, 1)).await?.0.as_secs_f64();
+        let get8 = mib / timed(get_all(&client, &put_set8, 8)).await?.0.as_secs_f64();
         // Untimed: the bytes read back are the bytes written.
         verify_all(&client, &put_set8).await?;
         let r = Round {
-            plain1,
-            plain8,
-            atomic8,
-            put1,
-            put8,
+            plain1: rate(Phase::Plain1),
+            plain8: rate(Phase::Plain8),
+            atomic8: rate(Phase::Atomic8),
+            store8: rate(Phase::Store8),
+            put1: rate(Phase::Put1),
+            put8: rate(Phase::Put8),
             get1,
             get8,
         };
         println!(
-            "round {}: plain1 {:.0}, plain8 {:.0}, put1 {:.0}, put8 {:.0}, get1 {:.0}, get8 {:.0} MiB/s",
-            round + 1, r.plain1, r.plain8, r.put1, r.put8, r.get1, r.get8
+            "round {}: plain1 {:.0}, plain8 {:.0}, atomic8 {:.0}, store8 {:.0}, put1 {:.0}, put8 {:.0}, get1 {:.0}, get8 {:.0} MiB/s",
+            round + 1, r.plain1, r.plain8, r.atomic8, r.store8, r.put1, r.put8, r.get1, r.get8
         );
         results.push(r);
         std::fs::remove_dir_all(&plain_dir)?;
@@ -138,6 +197,7 @@ async fn run(dir: &Path, chunks: usize, rounds: usize) -> Result<()> {
         plain1: median(|r| r.plain1),
         plain8: median(|r| r.plain8),
         atomic8: median(|r| r.atomic8),
+        store8: median(|r| r.store8),
         put1: median(|r| r.put1),
         put8: median(|r| r.put8),
         get1: median(|r| r.get1),
@@ -160,6 +220,10 @@ async fn run(dir: &Path, chunks: usize, rounds: usize) -> Result<()> {
         "| plain write + fsync, rename, directory fsync (chunkd's on-disk steps, no HTTP, no hashing) | 8 | {:.0} |",
         m.atomic8
     );
+    println!(
+        "| chunkd's store alone (hash, write, fsync, rename, directory fsync), no network | 8 | {:.0} |",
+        m.store8
+    );
     println!("| chunkd PUT 1 MiB | 1 | {:.0} |", m.put1);
     println!("| chunkd PUT 1 MiB | 8 | {:.0} |", m.put8);
     println!("| chunkd GET 1 MiB | 1 | {:.0} |", m.get1);
@@ -173,6 +237,10 @@ async fn run(dir: &Path, chunks: usize, rounds: usize) -> Result<()> {
     println!(
         "PUT at 8 clients = {:.0} % of the same on-disk steps (write, fsync, rename, directory fsync) without HTTP and hashing",
         100.0 * m.put8 / m.atomic8
+    );
+    println!(
+        "chunkd's store alone, no network = {:.0} % of the plain fsync write rate at 8 writers",
+        100.0 * m.store8 / m.plain8
     );
     println!(
         "GET at 8 clients = {:.2} GiB/s; target >= 1 GiB/s",
@@ -198,19 +266,50 @@ fn make_chunks(phase: u64, n: usize) -> Vec<(String, Bytes)> {
         .collect()
 }
 
-async fn timed<F: std::future::Future<Output = Result<()>>>(f: F) -> Result<Duration> {
+/// Runs `f`; returns its wall time and the CPU time this process used meanwhile.
+async fn timed<F: std::future::Future<Output = Result<()>>>(f: F) -> Result<(Duration, f64)> {
     let started = Instant::now();
     let cpu = cpu_seconds();
     f.await?;
-    let elapsed = started.elapsed();
-    if std::env::var_os("CHUNKD_BENCH_CPU").is_some() {
-        eprintln!(
-            "  phase: {:.3} s wall, {:.3} s CPU (whole process)",
-            elapsed.as_secs_f64(),
-            cpu_seconds() - cpu
-        );
-    }
-    Ok(elapsed)
+    Ok((started.elapsed(), cpu_seconds() - cpu))
+}
+
+/// The timed writes of a round, each of `chunks` fresh chunks.
+#[derive(Clone, Copy, Debug)]
+enum Phase {
+    /// The baseline: a plain write + fsync per chunk, by 1 writer.
+    Plain1,
+    /// The same, by 8 writers.
+    Plain8,
+    /// chunkd's on-disk steps without hashing, by 8 writers.
+    Atomic8,
+    /// chunkd's store alone, bytes in memory, 8 writers.
+    Store8,
+    /// chunkd PUTs over HTTP, 1 client.
+    Put1,
+    /// chunkd PUTs over HTTP, 8 clients.
+    Put8,
+}
+
+/// Every write phase, in the order of `Phase`'s variants (indexed by `phase as usize`).
+const WRITES: [Phase; 6] = [
+    Phase::Plain1,
+    Phase::Plain8,
+    Phase::Atomic8,
+    Phase::Store8,
+    Phase::Put1,
+    Phase::Put8,
+];
+
+/// Chunks (id, bytes) shared by the tasks of a phase.
+type Chunks = Arc<Vec<(String, Bytes)>>;
+
+/// `set` cut into `n` consecutive slices of (nearly) equal length (`n` <= its length).
+fn sliced(set: Vec<(String, Bytes)>, n: usize) -> Vec<Chunks> {
+    let len = set.len();
+    (0..n)
+        .map(|i| Arc::new(set[i * len / n..(i + 1) * len / n].to_vec()))
+        .collect()
 }
 
 /// User + system CPU time of this process so far.
@@ -337,4 +436,31 @@ async fn get_all(
         }
     })
     .await
+}
+
+/// The floor of a PUT without HTTP: `writers` threads store their share of `set` through
+/// chunkd's [`Store`] directly (SHA-256 while writing, fsync, rename into the fan-out
+/// directory, directory fsync), with the bytes already in memory.
+async fn store_direct(
+    store: &Arc<Store>,
+    set: Arc<Vec<(String, Bytes)>>,
+    writers: usize,
+) -> Result<()> {
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let (set, store) = (Arc::clone(&set), Arc::clone(store));
+        tasks.push(tokio::task::spawn_blocking(move || -> Result<()> {
+            for (id, data) in set.iter().skip(w).step_by(writers) {
+                let id = ChunkId::parse(id).ok_or("bad chunk id")?;
+                let mut temp = store.begin_write(&id)?;
+                temp.write(data)?;
+                temp.commit()?;
+            }
+            Ok(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    Ok(())
 }
