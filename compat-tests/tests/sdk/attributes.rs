@@ -17,11 +17,9 @@ use sdfbs_compat_tests::{random_bytes, run_ok, Cluster, ClusterOptions};
 use crate::access::create_key;
 use crate::common::{assert_err, bucket, client, client_with, md5_hex, ok, Checksums};
 use crate::integrity::checksum;
+use crate::versions::OTHER_VERSION;
 
 const MIB: usize = 1 << 20;
-
-/// A well-formed S3 version id (from AWS's documentation) that names no version here.
-const OTHER_VERSION: &str = "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo";
 
 const ALL: [ObjectAttributes; 5] = [
     ObjectAttributes::Etag,

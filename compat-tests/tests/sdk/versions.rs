@@ -13,7 +13,8 @@ use crate::access::create_key;
 use crate::common::{assert_err, body_bytes, bucket, client, client_with, ok, Checksums};
 
 /// A well-formed S3 version id (from AWS's documentation) that names no version here.
-const OTHER_VERSION: &str = "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo";
+pub(crate) const OTHER_VERSION: &str =
+    "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_ids_of_an_unversioned_bucket() {
