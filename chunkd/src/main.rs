@@ -62,6 +62,12 @@ struct Args {
     #[arg(long, env = "CHUNKD_MAX_CHUNK_SIZE", default_value = "16MiB",
           value_parser = chunkd::size::parse_size)]
     max_chunk_size: u64,
+
+    /// Bytes of recently written or read chunks left in the page cache, like 1GiB; the pages
+    /// of older ones are dropped (0 drops every chunk's pages right after use).
+    #[arg(long, env = "CHUNKD_CACHE_SIZE", default_value = "1GiB",
+          value_parser = chunkd::size::parse_size)]
+    cache_size: u64,
 }
 
 #[tokio::main]
@@ -87,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
         heartbeat_interval: args.heartbeat_interval,
         scrub_rate: args.scrub_rate,
         max_chunk_size: args.max_chunk_size,
+        cache_size: args.cache_size,
     };
     // Install the handlers before announcing readiness, so a signal sent right after the
     // line below is never lost.

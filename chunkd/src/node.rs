@@ -46,6 +46,8 @@ pub struct NodeConfig {
     /// Scrubber read rate in bytes per second; 0 disables the scrubber.
     pub scrub_rate: u64,
     pub max_chunk_size: u64,
+    /// Bytes of recently written or read chunks left in the page cache (`--cache-size`).
+    pub cache_size: u64,
 }
 
 impl std::fmt::Debug for NodeConfig {
@@ -62,13 +64,15 @@ impl std::fmt::Debug for NodeConfig {
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("scrub_rate", &self.scrub_rate)
             .field("max_chunk_size", &self.max_chunk_size)
+            .field("cache_size", &self.cache_size)
             .finish()
     }
 }
 
 impl NodeConfig {
     /// A configuration with the documented defaults: zone `default`, 2 s heartbeats, 32 MiB/s
-    /// scrubbing, 16 MiB chunks at most, no gateway.
+    /// scrubbing, 16 MiB chunks at most, 1 GiB of chunks left in the page cache,
+    /// no gateway.
     pub fn new(data_dir: PathBuf, listen: SocketAddr, cluster_secret: &str) -> NodeConfig {
         NodeConfig {
             data_dir,
@@ -81,6 +85,7 @@ impl NodeConfig {
             heartbeat_interval: Duration::from_secs(2),
             scrub_rate: 32 << 20,
             max_chunk_size: 16 << 20,
+            cache_size: crate::store::DEFAULT_CACHE_SIZE,
         }
     }
 }
@@ -100,10 +105,12 @@ pub struct RunningNode {
 pub async fn start(config: NodeConfig) -> Result<RunningNode, Error> {
     validate(&config)?;
     let data_dir = config.data_dir.clone();
-    let capacity = config.capacity;
-    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, capacity))
-        .await
-        .map_err(|e| Error::Task(e.to_string()))??;
+    let (capacity, cache_size) = (config.capacity, config.cache_size);
+    let store = tokio::task::spawn_blocking(move || {
+        Store::open(&data_dir, capacity).map(|store| store.with_cache_size(cache_size))
+    })
+    .await
+    .map_err(|e| Error::Task(e.to_string()))??;
     let store = Arc::new(store);
 
     let listener = TcpListener::bind(config.listen)

@@ -255,7 +255,9 @@ enum Found {
 /// chunk the gateway writes) is opened and read in one trip to the blocking pool; a larger one
 /// is streamed.
 async fn get(shared: &Shared, id: ChunkId) -> Response<ResponseBody> {
+    let read_id = id.clone();
     let found = on_disk(shared, move |store| {
+        let id = read_id;
         let Some((mut file, len)) = store.open_chunk(&id)? else {
             return Ok(None);
         };
@@ -263,7 +265,11 @@ async fn get(shared: &Shared, id: ChunkId) -> Response<ResponseBody> {
             return Ok(Some(Found::Large(file, len)));
         }
         match read_piece(&mut file, len as usize) {
-            Ok(bytes) => Ok(Some(Found::Whole(bytes))),
+            Ok(bytes) => {
+                // The pages this read brought into the cache count against its budget.
+                store.chunk_used(&id, len);
+                Ok(Some(Found::Whole(bytes)))
+            }
             Err(source) => Err(StoreError::Io {
                 context: "reading",
                 path: store.chunk_path(&id),
@@ -279,7 +285,8 @@ async fn get(shared: &Shared, id: ChunkId) -> Response<ResponseBody> {
         }
         Ok(Some(Found::Large(file, len))) => {
             let (tx, rx) = mpsc::channel(READ_AHEAD);
-            tokio::spawn(stream_file(file, len, tx));
+            let store = Arc::clone(&shared.store);
+            tokio::spawn(stream_file(file, len, tx, (store, id)));
             (ChannelBody { rx, remaining: len }.boxed(), len)
         }
         Ok(None) => return not_found(),
@@ -314,14 +321,28 @@ fn read_piece(file: &mut std::fs::File, want: usize) -> io::Result<Bytes> {
 /// Sends exactly `len` bytes of `file` down `tx`, each read on a blocking thread, so a slow
 /// client holds no thread while it catches up. A short file is reported as an error, which
 /// makes hyper abort the connection instead of ending a response shorter than announced.
-async fn stream_file(file: std::fs::File, len: u64, tx: mpsc::Sender<io::Result<Bytes>>) {
+/// Once the last piece is read, the chunk `id` counts as used for the store's page-cache
+/// budget.
+async fn stream_file(
+    file: std::fs::File,
+    len: u64,
+    tx: mpsc::Sender<io::Result<Bytes>>,
+    (store, id): (Arc<Store>, ChunkId),
+) {
+    let chunk = Arc::new((store, id));
     let mut file = Some(file);
     let mut remaining = len;
     while remaining > 0 {
         let Some(mut f) = file.take() else { return };
         let want = remaining.min(READ_SIZE as u64) as usize;
+        let last = want as u64 == remaining;
+        let chunk = Arc::clone(&chunk);
         let read = tokio::task::spawn_blocking(move || {
             let result = read_piece(&mut f, want);
+            if last && result.is_ok() {
+                let (store, id) = &*chunk;
+                store.chunk_used(id, len);
+            }
             (f, result)
         })
         .await;

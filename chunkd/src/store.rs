@@ -25,6 +25,7 @@
 //!   refreshes the time, so a chunk written or refreshed within the grace period is never
 //!   deleted, however the requests interleave.
 
+mod cache;
 mod data_dir;
 pub mod write;
 
@@ -40,6 +41,8 @@ use sha2::{Digest, Sha256};
 
 use crate::wire::{self, ChunkInfo};
 
+pub use cache::DEFAULT_CACHE_SIZE;
+use cache::{drop_pages, drop_pages_at, CacheList};
 pub(crate) use data_dir::{create_dir_durably, fsync_dir};
 use data_dir::{
     create_dir_if_missing, empty_dir, filesystem_size, is_fanout_name, load_or_create_node_id,
@@ -166,6 +169,8 @@ pub struct Store {
     used_bytes: AtomicU64,
     chunk_count: AtomicU64,
     corrupt_chunks: AtomicU64,
+    /// The recently used chunks left in the page cache; see [`cache`].
+    cache: CacheList,
     /// Holds the flock on `lock` for as long as the store lives.
     _lock: File,
 }
@@ -201,6 +206,7 @@ impl Store {
             used_bytes: AtomicU64::new(0),
             chunk_count: AtomicU64::new(0),
             corrupt_chunks: AtomicU64::new(0),
+            cache: CacheList::new(DEFAULT_CACHE_SIZE),
             _lock: lock,
         };
         // Fan-out directories present at start are made durable once (a previous run may have
@@ -232,6 +238,27 @@ impl Store {
             .corrupt_chunks
             .store(store.load_corrupt_count()?, Ordering::Relaxed);
         Ok(store)
+    }
+
+    /// Sets how many bytes of recently written or read chunks may stay in the page cache
+    /// (default [`DEFAULT_CACHE_SIZE`]; 0 drops every chunk's pages as soon as it is written
+    /// or read). See [`cache`].
+    pub fn with_cache_size(mut self, bytes: u64) -> Store {
+        self.cache = CacheList::new(bytes);
+        self
+    }
+
+    /// The page-cache budget set by [`Store::with_cache_size`].
+    pub fn cache_size(&self) -> u64 {
+        self.cache.limit()
+    }
+
+    /// Records that the chunk was just written or read, and drops from the page cache the
+    /// chunks that no longer fit in the budget (see [`cache`]).
+    pub fn chunk_used(&self, id: &ChunkId, len: u64) {
+        for evicted in self.cache.used(id, len) {
+            drop_pages_at(&self.chunk_path(&evicted));
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -376,6 +403,7 @@ impl Store {
             return Ok(DeleteResult::TooYoung);
         }
         fs::remove_file(&path).map_err(io_err("deleting", &path))?;
+        self.cache.forget(id);
         self.chunk_count.fetch_sub(1, Ordering::Relaxed);
         self.used_bytes.fetch_sub(meta.len(), Ordering::Relaxed);
         if let Some(dir) = path.parent() {
@@ -456,11 +484,23 @@ impl Store {
         Ok(())
     }
 
-    /// Re-reads the chunk and checks that it hashes to its id (the scrubber's check).
+    /// Re-reads the chunk and checks that it hashes to its id (the scrubber's check). The
+    /// chunk's cached pages are dropped first, so the bytes hashed come from the disk, and
+    /// dropped again afterwards unless the chunk is among the recently used ones that may stay
+    /// cached (see [`cache`]).
     pub fn verify(&self, id: &ChunkId) -> Result<Verdict, StoreError> {
         let Some((mut file, _)) = self.open_chunk(id)? else {
             return Ok(Verdict::Gone);
         };
+        drop_pages(&file);
+        let verdict = self.hash_file(id, &mut file);
+        if !self.cache.contains(id) {
+            drop_pages(&file);
+        }
+        verdict
+    }
+
+    fn hash_file(&self, id: &ChunkId, file: &mut File) -> Result<Verdict, StoreError> {
         let path = self.chunk_path(id);
         let identity = FileIdentity::of(
             &file
@@ -510,6 +550,7 @@ impl Store {
             .map_or(0, |d| d.as_nanos());
         let target = self.quarantine_dir.join(format!("{id}.{stamp}"));
         fs::rename(&path, &target).map_err(io_err("moving to quarantine", &path))?;
+        self.cache.forget(id);
         fsync_dir(&self.quarantine_dir)?;
         if let Some(dir) = path.parent() {
             fsync_dir(dir)?;

@@ -191,6 +191,8 @@ impl<'a> TempChunk<'a> {
         if fresh_dir {
             store.make_fanout_dir_durable(&self.id, level2)?;
         }
+        // Clean pages now: keep them cached only while the chunk is among the recent ones.
+        store.chunk_used(&self.id, self.len);
         Ok(outcome)
     }
 }
