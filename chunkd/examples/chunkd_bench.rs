@@ -10,6 +10,8 @@
 //! measurement (the machine is shared, so single runs are noisy);
 //! `CHUNKD_BENCH_CPU=1` prints, for every write phase of a round, its wall time and this
 //! process's CPU time;
+//! `CHUNKD_BENCH_CACHE_SIZE` (like `1GiB`, the default, or `1TiB` for a budget never reached,
+//! as before the budget existed) sets the page-cache budget of the node and of the floor store;
 //! `CHUNKD_BENCH_TARGET=http://HOST:PORT` sends the PUTs and GETs to a chunkd started
 //! separately (with `--cluster-secret bench-secret`), so that its CPU time and profile can be
 //! taken apart from the client's. Every run writes new data, so a node can be reused.
@@ -101,8 +103,13 @@ struct Round {
 }
 
 async fn run(dir: &Path, chunks: usize, rounds: usize) -> Result<()> {
+    let cache_size = match std::env::var("CHUNKD_BENCH_CACHE_SIZE") {
+        Ok(v) => chunkd::size::parse_size(&v)?,
+        Err(_) => chunkd::store::DEFAULT_CACHE_SIZE,
+    };
     let mut config = NodeConfig::new(dir.join("node"), "127.0.0.1:0".parse()?, SECRET);
     config.scrub_rate = 0; // measure the request path, not the background scrubber
+    config.cache_size = cache_size;
     let node = chunkd::start(config).await?;
     let external = std::env::var_os("CHUNKD_BENCH_TARGET").is_some();
     let target = std::env::var("CHUNKD_BENCH_TARGET")
@@ -113,30 +120,34 @@ async fn run(dir: &Path, chunks: usize, rounds: usize) -> Result<()> {
 
     // The floor phase writes through chunkd's own store (its on-disk protocol and hashing) in
     // a second data directory, without network.
-    let floor_store = Arc::new(Store::open(&dir.join("floor"), None)?);
+    let floor_store = Arc::new(Store::open(&dir.join("floor"), None)?.with_cache_size(cache_size));
     let slices: usize = std::env::var("CHUNKD_BENCH_SLICES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(8)
         .clamp(1, chunks);
-    // Warm-up, timed on its own: each store fills its page-cache budget once. Until then
-    // every chunk lands in memory the VM has not touched since it started (expensive here,
-    // see docs/bench-chunkd.md); afterwards its writes reuse the pages of the chunks that
-    // fall out of the budget, which is what a node that has been running does.
+    // Warm-up, timed on its own: each store writes 1 GiB (the default page-cache budget)
+    // once. Until its budget is full every chunk lands in memory the VM has not touched since
+    // it started (expensive here, see docs/bench-chunkd.md); afterwards its writes reuse the
+    // pages of the chunks that fall out of the budget, which is what a node that has been
+    // running does. The warm-up is the same whatever CHUNKD_BENCH_CACHE_SIZE says, so runs
+    // with different budgets can be compared.
     let warmup_chunks = (chunkd::store::DEFAULT_CACHE_SIZE as usize).div_ceil(CHUNK);
     let warmup_seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() << 8)
         .unwrap_or(0)
         ^ 0xFF;
-    let warmup: Chunks = Arc::new(make_chunks(warmup_seed, warmup_chunks));
-    let (wall, _) = timed(put_all(&client, &warmup, 8)).await?;
+    let node_warmup: Chunks = Arc::new(make_chunks(warmup_seed, warmup_chunks));
+    let (wall, _) = timed(put_all(&client, &node_warmup, 8)).await?;
+    drop(node_warmup);
     println!(
-        "warm-up: the node's first {warmup_chunks} MiB after start (its page-cache budget), PUT by 8 clients: {:.0} MiB/s",
-        warmup_chunks as f64 / wall.as_secs_f64()
+        "warm-up: the node's first {warmup_chunks} MiB after start, PUT by 8 clients: {:.0} MiB/s (page-cache budget {} MiB)",
+        warmup_chunks as f64 / wall.as_secs_f64(),
+        cache_size >> 20
     );
-    let warmup: Chunks = Arc::new(make_chunks(warmup_seed ^ 0xFF00, warmup_chunks));
-    store_direct(&floor_store, warmup, 8).await?;
+    let floor_warmup: Chunks = Arc::new(make_chunks(warmup_seed ^ 0xFF00, warmup_chunks));
+    store_direct(&floor_store, floor_warmup, 8).await?;
 
     let mut results = Vec::new();
     for round in 0..rounds as u64 {
@@ -421,7 +432,7 @@ async fn plain_write(
                     file.write_all(data)?;
                     file.sync_data()?;
                     if durability == Durability::FsyncDropPages {
-                        drop_pages(&file);
+                        chunkd::store::drop_pages(&file);
                     }
                     continue;
                 }
@@ -441,23 +452,13 @@ async fn plain_write(
     Ok(())
 }
 
-/// `posix_fadvise(DONTNEED)`: drops the file's clean pages from the page cache.
-fn drop_pages(file: &std::fs::File) {
-    use std::os::unix::io::AsRawFd;
-    // SAFETY: posix_fadvise only reads its arguments; the descriptor is open for the call.
-    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-}
-
 /// Drops the cached pages of the chunks of `set` in the node data directory `node_dir`
 /// (`chunks/ab/cd/<id>`), so that the next GETs read them from the disk.
 fn drop_cached(node_dir: &Path, set: &[(String, Bytes)]) -> Result<()> {
     for (id, _) in set {
-        let path = node_dir
-            .join("chunks")
-            .join(&id[0..2])
-            .join(&id[2..4])
-            .join(id);
-        drop_pages(&std::fs::File::open(path)?);
+        let id = ChunkId::parse(id).ok_or("bad chunk id")?;
+        let path = chunkd::store::chunk_path_in(node_dir, &id);
+        chunkd::store::drop_pages(&std::fs::File::open(path)?);
     }
     Ok(())
 }

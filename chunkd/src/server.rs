@@ -264,12 +264,11 @@ async fn get(shared: &Shared, id: ChunkId) -> Response<ResponseBody> {
         if len > READ_SIZE as u64 {
             return Ok(Some(Found::Large(file, len)));
         }
-        match read_piece(&mut file, len as usize) {
-            Ok(bytes) => {
-                // The pages this read brought into the cache count against its budget.
-                store.chunk_used(&id, len);
-                Ok(Some(Found::Whole(bytes)))
-            }
+        let read = read_piece(&mut file, len as usize);
+        // The pages this read brought into the cache count against its budget.
+        store.record_use(&id, len);
+        match read {
+            Ok(bytes) => Ok(Some(Found::Whole(bytes))),
             Err(source) => Err(StoreError::Io {
                 context: "reading",
                 path: store.chunk_path(&id),
@@ -286,7 +285,7 @@ async fn get(shared: &Shared, id: ChunkId) -> Response<ResponseBody> {
         Ok(Some(Found::Large(file, len))) => {
             let (tx, rx) = mpsc::channel(READ_AHEAD);
             let store = Arc::clone(&shared.store);
-            tokio::spawn(stream_file(file, len, tx, (store, id)));
+            tokio::spawn(stream_file(file, len, tx, store, id));
             (ChannelBody { rx, remaining: len }.boxed(), len)
         }
         Ok(None) => return not_found(),
@@ -321,27 +320,43 @@ fn read_piece(file: &mut std::fs::File, want: usize) -> io::Result<Bytes> {
 /// Sends exactly `len` bytes of `file` down `tx`, each read on a blocking thread, so a slow
 /// client holds no thread while it catches up. A short file is reported as an error, which
 /// makes hyper abort the connection instead of ending a response shorter than announced.
-/// Once the last piece is read, the chunk `id` counts as used for the store's page-cache
-/// budget.
+/// Afterwards, however it ended, the chunk `id` counts as used for the store's page-cache
+/// budget: what was read of it is in the page cache.
 async fn stream_file(
     file: std::fs::File,
     len: u64,
     tx: mpsc::Sender<io::Result<Bytes>>,
-    (store, id): (Arc<Store>, ChunkId),
+    store: Arc<Store>,
+    id: ChunkId,
 ) {
     let chunk = Arc::new((store, id));
+    if !send_pieces(file, len, &tx, &chunk).await {
+        let _ = tokio::task::spawn_blocking(move || chunk.0.record_use(&chunk.1, len)).await;
+    }
+}
+
+/// The loop of [`stream_file`]: returns when all is sent, the client is gone or a read failed;
+/// true if the chunk was recorded as used (by the blocking call that read its last piece, so
+/// before the client can have the last byte).
+async fn send_pieces(
+    file: std::fs::File,
+    len: u64,
+    tx: &mpsc::Sender<io::Result<Bytes>>,
+    chunk: &Arc<(Arc<Store>, ChunkId)>,
+) -> bool {
     let mut file = Some(file);
     let mut remaining = len;
     while remaining > 0 {
-        let Some(mut f) = file.take() else { return };
+        let Some(mut f) = file.take() else {
+            return false;
+        };
         let want = remaining.min(READ_SIZE as u64) as usize;
         let last = want as u64 == remaining;
-        let chunk = Arc::clone(&chunk);
+        let chunk = Arc::clone(chunk);
         let read = tokio::task::spawn_blocking(move || {
             let result = read_piece(&mut f, want);
-            if last && result.is_ok() {
-                let (store, id) = &*chunk;
-                store.chunk_used(id, len);
+            if last {
+                chunk.0.record_use(&chunk.1, len);
             }
             (f, result)
         })
@@ -355,10 +370,11 @@ async fn stream_file(
         };
         let failed = result.is_err();
         if tx.send(result).await.is_err() || failed {
-            return; // client gone, or error delivered
+            return last; // client gone, or error delivered
         }
         remaining -= want as u64;
     }
+    true
 }
 
 /// A response body fed through a bounded channel by [`stream_file`].

@@ -25,8 +25,8 @@
 //!   refreshes the time, so a chunk written or refreshed within the grace period is never
 //!   deleted, however the requests interleave.
 
-mod cache;
 mod data_dir;
+mod page_cache;
 pub mod write;
 
 use std::fs::{self, File, OpenOptions};
@@ -41,14 +41,21 @@ use sha2::{Digest, Sha256};
 
 use crate::wire::{self, ChunkInfo};
 
-pub use cache::DEFAULT_CACHE_SIZE;
-use cache::{drop_pages, drop_pages_at, CacheList};
 pub(crate) use data_dir::{create_dir_durably, fsync_dir};
 use data_dir::{
     create_dir_if_missing, empty_dir, filesystem_size, is_fanout_name, load_or_create_node_id,
     lock_data_dir, sorted_names, write_file_atomically,
 };
+pub use page_cache::{drop_pages, DEFAULT_CACHE_SIZE};
+use page_cache::{drop_pages_at, CacheList};
 pub use write::{PutResult, TempChunk};
+
+/// Where the chunk `id` lives in the data directory `root`: `chunks/ab/cd/<id>` (for tools
+/// and tests that look at a node's files from outside).
+pub fn chunk_path_in(root: &Path, id: &ChunkId) -> PathBuf {
+    let s = id.as_str();
+    root.join("chunks").join(&s[0..2]).join(&s[2..4]).join(s)
+}
 
 /// A validated chunk id: exactly 64 lowercase hex characters (see [`wire::is_valid_chunk_id`]).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -169,7 +176,7 @@ pub struct Store {
     used_bytes: AtomicU64,
     chunk_count: AtomicU64,
     corrupt_chunks: AtomicU64,
-    /// The recently used chunks left in the page cache; see [`cache`].
+    /// The recently used chunks left in the page cache; see [`page_cache`].
     cache: CacheList,
     /// Holds the flock on `lock` for as long as the store lives.
     _lock: File,
@@ -242,20 +249,16 @@ impl Store {
 
     /// Sets how many bytes of recently written or read chunks may stay in the page cache
     /// (default [`DEFAULT_CACHE_SIZE`]; 0 drops every chunk's pages as soon as it is written
-    /// or read). See [`cache`].
+    /// or read). See [`page_cache`].
     pub fn with_cache_size(mut self, bytes: u64) -> Store {
         self.cache = CacheList::new(bytes);
         self
     }
 
-    /// The page-cache budget set by [`Store::with_cache_size`].
-    pub fn cache_size(&self) -> u64 {
-        self.cache.limit()
-    }
-
-    /// Records that the chunk was just written or read, and drops from the page cache the
-    /// chunks that no longer fit in the budget (see [`cache`]).
-    pub fn chunk_used(&self, id: &ChunkId, len: u64) {
+    /// Records that the chunk was just written or read (its pages are in the page cache), and
+    /// drops from the page cache the chunks that no longer fit in the budget (see
+    /// [`page_cache`]).
+    pub fn record_use(&self, id: &ChunkId, len: u64) {
         for evicted in self.cache.used(id, len) {
             drop_pages_at(&self.chunk_path(&evicted));
         }
@@ -287,8 +290,7 @@ impl Store {
 
     /// Where the chunk `id` lives: `chunks/ab/cd/<id>`.
     pub fn chunk_path(&self, id: &ChunkId) -> PathBuf {
-        let s = id.as_str();
-        self.chunks_dir.join(&s[0..2]).join(&s[2..4]).join(s)
+        chunk_path_in(&self.root, id)
     }
 
     fn fanout_index(id: &ChunkId) -> usize {
@@ -485,16 +487,17 @@ impl Store {
     }
 
     /// Re-reads the chunk and checks that it hashes to its id (the scrubber's check). The
-    /// chunk's cached pages are dropped first, so the bytes hashed come from the disk, and
-    /// dropped again afterwards unless the chunk is among the recently used ones that may stay
-    /// cached (see [`cache`]).
+    /// chunk's cached pages are dropped first, so the bytes hashed normally come from the disk
+    /// (a GET of the same chunk in between may bring them back), and dropped again afterwards
+    /// unless the chunk is among the recently used ones that may stay cached (see
+    /// [`page_cache`]); a corrupt chunk's pages are always dropped.
     pub fn verify(&self, id: &ChunkId) -> Result<Verdict, StoreError> {
         let Some((mut file, _)) = self.open_chunk(id)? else {
             return Ok(Verdict::Gone);
         };
         drop_pages(&file);
         let verdict = self.hash_file(id, &mut file);
-        if !self.cache.contains(id) {
+        if !self.cache.contains(id) || !matches!(verdict, Ok(Verdict::Good { .. })) {
             drop_pages(&file);
         }
         verdict

@@ -12,7 +12,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use chunkd::store::{ChunkId, Store, Verdict};
+use chunkd::store::{chunk_path_in, drop_pages, ChunkId, Store, Verdict};
 use common::*;
 
 const MIB: usize = 1 << 20;
@@ -25,7 +25,8 @@ fn test_dir() -> tempfile::TempDir {
 fn resident_pages(path: &Path) -> (usize, usize) {
     let file = File::open(path).unwrap();
     let len = file.metadata().unwrap().len() as usize;
-    let page = 4096;
+    // SAFETY: sysconf only reads its argument.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
     let pages = len.div_ceil(page);
     let mut vec = vec![0u8; pages];
     // SAFETY: a read-only shared mapping of an open file, unmapped before returning; mincore
@@ -56,15 +57,20 @@ fn is_dropped(path: &Path) -> bool {
     resident_pages(path).0 == 0
 }
 
-/// The file system under the target directory must let clean pages be dropped, or nothing
-/// below could be observed; say so plainly instead of failing obscurely.
+/// The file system under the target directory must cache written pages and let clean ones
+/// be dropped, or nothing below could be observed; say so plainly instead of failing
+/// obscurely.
 fn assert_pages_can_be_dropped(dir: &Path) {
     let path = dir.join("probe");
     std::fs::write(&path, vec![7u8; MIB]).unwrap();
     let file = File::open(&path).unwrap();
     file.sync_all().unwrap();
-    // SAFETY: plain advice on an open descriptor.
-    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert!(
+        is_cached(&path),
+        "the file system holding {} does not keep written pages in the page cache",
+        dir.display()
+    );
+    drop_pages(&file);
     assert!(
         is_dropped(&path),
         "the file system holding {} keeps pages that POSIX_FADV_DONTNEED should drop (tmpfs?)",
@@ -74,11 +80,7 @@ fn assert_pages_can_be_dropped(dir: &Path) {
 }
 
 fn chunk_file(data_dir: &Path, id: &str) -> PathBuf {
-    data_dir
-        .join("chunks")
-        .join(&id[0..2])
-        .join(&id[2..4])
-        .join(id)
+    chunk_path_in(data_dir, &ChunkId::parse(id).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,6 +109,20 @@ async fn written_and_read_chunks_stay_cached_within_the_budget_and_older_ones_ar
 
     // A dropped chunk is only gone from memory: it reads back whole.
     assert_eq!(client.get(&ids[1]).await.unwrap(), chunks[1]);
+    assert!(is_cached(&file(1)) && is_dropped(&file(2)));
+
+    // A chunk over 1 MiB is streamed piece by piece and counts the same: a 1.5 MiB chunk
+    // pushes out both others.
+    let large = Bytes::from(data(4, MIB + MIB / 2));
+    let large_id = id_of(&large);
+    client.put(&large_id, large.clone()).await.unwrap();
+    assert!(is_dropped(&file(0)) && is_dropped(&file(1)));
+    assert_eq!(client.get(&ids[0]).await.unwrap(), chunks[0]);
+    let large_file = chunk_file(dir.path(), &large_id);
+    assert!(is_dropped(&large_file), "{:?}", resident_pages(&large_file));
+    assert_eq!(client.get(&large_id).await.unwrap(), large);
+    assert!(is_cached(&large_file), "{:?}", resident_pages(&large_file));
+    assert!(is_dropped(&file(0)), "{:?}", resident_pages(&file(0)));
 }
 
 #[test]

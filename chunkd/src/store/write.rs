@@ -192,7 +192,7 @@ impl<'a> TempChunk<'a> {
             store.make_fanout_dir_durable(&self.id, level2)?;
         }
         // Clean pages now: keep them cached only while the chunk is among the recent ones.
-        store.chunk_used(&self.id, self.len);
+        store.record_use(&self.id, self.len);
         Ok(outcome)
     }
 }

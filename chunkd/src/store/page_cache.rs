@@ -5,7 +5,7 @@
 //! pages back through the balloon's free-page reporting) that is expensive: each write of a
 //! new chunk lands in page-cache pages the guest has not touched recently, and the first touch
 //! of such a page costs a fault in the host. Measured with 8 writers of 1 MiB files +
-//! `fdatasync` on the benchmark machine: 1.2-3.0 ms of CPU per MiB with the cache left to grow,
+//! `fdatasync` on the benchmark machine: 1.2-2.7 ms of CPU per MiB with the cache left to grow,
 //! 0.4-0.5 ms per MiB when pages are dropped once they are no longer wanted, so that new
 //! writes reuse pages the guest already holds (docs/bench-chunkd.md). A backup store's chunks
 //! are mostly written once and read rarely, so caching all of them buys little.
@@ -16,9 +16,13 @@
 //! advice about clean pages only: it never loses data (the chunk was fsynced before it entered
 //! the list) and a dropped chunk is simply read from the disk again.
 //!
+//! The budget counts whole pages, and it covers the chunks this process wrote or read: pages
+//! a previous process left cached are not tracked after a restart, and a GET whose client
+//! goes away mid-chunk counts the chunk as used all the same.
+//!
 //! The scrubber uses [`drop_pages`] too, before and after it re-reads a chunk, so that it
-//! hashes the bytes on the disk rather than a cached copy, and does not push the chunks
-//! clients use out of the cache.
+//! normally hashes the bytes on the disk rather than a cached copy, and does not push the
+//! chunks clients use out of the cache.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -31,8 +35,11 @@ use super::ChunkId;
 /// Default `--cache-size`: chunk bytes left in the page cache after a write or a read.
 pub const DEFAULT_CACHE_SIZE: u64 = 1 << 30;
 /// At most this many chunks are tracked, whatever their size, so the list itself stays small
-/// (about 10 MiB) even with tiny chunks.
+/// (about 20 MiB: each entry holds its id twice, in the map and in the order) even with tiny
+/// chunks.
 const MAX_ENTRIES: usize = 1 << 16;
+/// Pages are what the kernel caches; a chunk of 10 bytes still takes one.
+const PAGE: u64 = 4096;
 
 /// The recently used chunks that may stay in the page cache.
 pub(crate) struct CacheList {
@@ -58,14 +65,11 @@ impl CacheList {
         }
     }
 
-    pub(crate) fn limit(&self) -> u64 {
-        self.limit
-    }
-
     /// Records that `id` (`len` bytes) was just written or read. Returns the chunks whose pages
     /// should now be dropped, least recently used first; `id` itself when it alone is larger
     /// than the budget.
     pub(crate) fn used(&self, id: &ChunkId, len: u64) -> Vec<ChunkId> {
+        let len = len.div_ceil(PAGE) * PAGE;
         let mut lru = self.lock();
         lru.remove(id);
         let position = lru.next;
@@ -91,7 +95,7 @@ impl CacheList {
         self.lock().entries.contains_key(id)
     }
 
-    /// The chunk is gone from the store (deleted or quarantined): its pages went with it.
+    /// The chunk is gone from the store (deleted, or quarantined after its pages were dropped).
     pub(crate) fn forget(&self, id: &ChunkId) {
         self.lock().remove(id);
     }
@@ -121,7 +125,7 @@ impl Lru {
 
 /// Asks the kernel to drop the cached pages of `file` (clean pages only; dirty ones are left
 /// to writeback). Advice: a failure changes nothing but memory use, so it is not an error.
-pub(crate) fn drop_pages(file: &File) {
+pub fn drop_pages(file: &File) {
     // SAFETY: posix_fadvise only reads its arguments; the descriptor is open for the call.
     let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
     if rc != 0 {
@@ -170,9 +174,11 @@ mod tests {
         list.forget(&id(1));
         assert_eq!(list.bytes(), 1 << 20);
         assert!(list.used(&id(3), 1 << 20).is_empty());
-        // Re-using a chunk with a new size replaces its old size.
+        // Re-using a chunk with a new size replaces its old size; sizes count whole pages.
         list.used(&id(2), 512 << 10);
         assert_eq!(list.bytes(), (1 << 20) + (512 << 10));
+        list.used(&id(2), 10);
+        assert_eq!(list.bytes(), (1 << 20) + 4096);
     }
 
     #[test]
