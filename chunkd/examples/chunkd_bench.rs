@@ -107,7 +107,8 @@ async fn run(dir: &Path, chunks: usize, rounds: usize) -> Result<()> {
         Ok(v) => chunkd::size::parse_size(&v)?,
         Err(_) => chunkd::store::DEFAULT_CACHE_SIZE,
     };
-    let mut config = NodeConfig::new(dir.join("node"), "127.0.0.1:0".parse()?, SECRET);
+    let node_dir = dir.join("node");
+    let mut config = NodeConfig::new(node_dir.clone(), "127.0.0.1:0".parse()?, SECRET);
     config.scrub_rate = 0; // measure the request path, not the background scrubber
     config.cache_size = cache_size;
     let node = chunkd::start(config).await?;
@@ -133,11 +134,12 @@ async fn run(dir: &Path, chunks: usize, rounds: usize) -> Result<()> {
     // running does. The warm-up is the same whatever CHUNKD_BENCH_CACHE_SIZE says, so runs
     // with different budgets can be compared.
     let warmup_chunks = (chunkd::store::DEFAULT_CACHE_SIZE as usize).div_ceil(CHUNK);
-    let warmup_seed = std::time::SystemTime::now()
+    // Fresh data in every run, so every write really writes.
+    let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() << 8)
-        .unwrap_or(0)
-        ^ 0xFF;
+        .unwrap_or(0);
+    let warmup_seed = seed ^ 0xFF;
     let node_warmup: Chunks = Arc::new(make_chunks(warmup_seed, warmup_chunks));
     let (wall, _) = timed(put_all(&client, &node_warmup, 8)).await?;
     drop(node_warmup);
@@ -151,11 +153,7 @@ async fn run(dir: &Path, chunks: usize, rounds: usize) -> Result<()> {
 
     let mut results = Vec::new();
     for round in 0..rounds as u64 {
-        // Fresh data for every write phase, so every write really writes.
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() << 8)
-            .unwrap_or(0);
+        // Fresh data for every write phase of every round.
         let sets: Vec<Vec<Chunks>> = (0..WRITES.len() as u64)
             .map(|w| sliced(make_chunks(seed + round * 16 + w, chunks), slices))
             .collect();
@@ -202,18 +200,16 @@ async fn run(dir: &Path, chunks: usize, rounds: usize) -> Result<()> {
                 );
             }
         }
-        let put_set1: Arc<Vec<_>> = Arc::new(
-            sets[Phase::Put1 as usize]
-                .iter()
-                .flat_map(|s| s.iter().cloned())
-                .collect(),
-        );
-        let put_set8: Arc<Vec<_>> = Arc::new(
-            sets[Phase::Put8 as usize]
-                .iter()
-                .flat_map(|s| s.iter().cloned())
-                .collect(),
-        );
+        // A phase's slices joined back into its whole set.
+        let joined = |phase: Phase| -> Chunks {
+            Arc::new(
+                sets[phase as usize]
+                    .iter()
+                    .flat_map(|s| s.iter().cloned())
+                    .collect(),
+            )
+        };
+        let (put_set1, put_set8) = (joined(Phase::Put1), joined(Phase::Put8));
         drop(sets);
         let get1 = mib / timed(get_all(&client, &put_set1, 1)).await?.0.as_secs_f64();
         let get8 = mib / timed(get_all(&client, &put_set8, 8)).await?.0.as_secs_f64();
@@ -222,7 +218,7 @@ async fn run(dir: &Path, chunks: usize, rounds: usize) -> Result<()> {
         let get8_cold = if external {
             None
         } else {
-            drop_cached(&dir.join("node"), &put_set1)?;
+            drop_cached(&node_dir, &put_set1)?;
             Some(mib / timed(get_all(&client, &put_set1, 8)).await?.0.as_secs_f64())
         };
         // Untimed: the bytes read back are the bytes written.

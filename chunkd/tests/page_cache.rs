@@ -1,4 +1,4 @@
-//! chunkd's page-cache budget (`--cache-size`, see `store/cache.rs`): the most recently written
+//! chunkd's page-cache budget (`--cache-size`, see `store/page_cache.rs`): the most recently written
 //! or read chunks stay in the kernel's page cache, older ones are dropped, and the scrubber's
 //! reads do not push anything in. Checked with mincore(2) on the real chunk files.
 //!
@@ -182,19 +182,24 @@ async fn a_zero_cache_size_from_the_environment_drops_every_chunk_after_its_writ
         .env("CHUNKD_SCRUB_RATE", "0")
         .env("CHUNKD_CACHE_SIZE", "0");
     let node = Chunkd::spawn(command, dir.path());
-    let chunk = Bytes::from(data(9, MIB));
-    let id = id_of(&chunk);
-    node.client().put(&id, chunk.clone()).await.unwrap();
-    let file = chunk_file(dir.path(), &id);
-    assert!(is_dropped(&file), "{:?}", resident_pages(&file));
-    assert_eq!(node.client().get(&id).await.unwrap(), chunk);
-    assert!(is_dropped(&file), "{:?}", resident_pages(&file));
-    // A chunk over 1 MiB is streamed piece by piece; it too is dropped once read.
-    let large = Bytes::from(data(10, 3 * MIB + 5));
-    let large_id = id_of(&large);
-    node.client().put(&large_id, large.clone()).await.unwrap();
-    let large_file = chunk_file(dir.path(), &large_id);
-    assert!(is_dropped(&large_file), "{:?}", resident_pages(&large_file));
-    assert_eq!(node.client().get(&large_id).await.unwrap(), large);
-    assert!(is_dropped(&large_file), "{:?}", resident_pages(&large_file));
+    let client = node.client();
+    // A chunk of 1 MiB is read in one piece; one over 1 MiB is streamed piece by piece. Both
+    // are dropped once written and again once read.
+    for (seed, len) in [(9, MIB), (10, 3 * MIB + 5)] {
+        let chunk = Bytes::from(data(seed, len));
+        let id = id_of(&chunk);
+        client.put(&id, chunk.clone()).await.unwrap();
+        let file = chunk_file(dir.path(), &id);
+        assert!(
+            is_dropped(&file),
+            "{len} bytes: {:?}",
+            resident_pages(&file)
+        );
+        assert_eq!(client.get(&id).await.unwrap(), chunk);
+        assert!(
+            is_dropped(&file),
+            "{len} bytes: {:?}",
+            resident_pages(&file)
+        );
+    }
 }
