@@ -134,4 +134,39 @@ impl ScyllaStore {
     pub fn config(&self) -> &ScyllaConfig {
         &self.config
     }
+
+    /// Drops this store's keyspace with every table and row in it. For tests, which each
+    /// create a keyspace of their own and must not leave it behind (a long suite would pile
+    /// up hundreds of tables on the test node).
+    pub async fn drop_keyspace(&self) -> Result<()> {
+        self.session
+            .query_unpaged(
+                format!("DROP KEYSPACE IF EXISTS {}", self.config.keyspace),
+                (),
+            )
+            .await
+            .map_err(backend("dropping the keyspace"))?;
+        Ok(())
+    }
+}
+
+/// Connects to `config`'s nodes and drops its keyspace (see [`ScyllaStore::drop_keyspace`]),
+/// without creating the schema first.
+pub async fn drop_keyspace(config: &ScyllaConfig) -> Result<()> {
+    let mut builder = SessionBuilder::new()
+        .known_nodes(&config.hosts)
+        .connection_timeout(config.connect_timeout);
+    if let (Some(user), Some(password)) = (&config.username, &config.password) {
+        builder = builder.user(user, password);
+    }
+    let session = builder
+        .build()
+        .await
+        .map_err(backend("connecting to Scylla/Cassandra"))?;
+    // Keyspace names are validated identifiers (config::validate_keyspace).
+    session
+        .query_unpaged(format!("DROP KEYSPACE IF EXISTS {}", config.keyspace), ())
+        .await
+        .map_err(backend("dropping the keyspace"))?;
+    Ok(())
 }
