@@ -13,11 +13,18 @@
 //! table is either written only through LWTs or not at all through them:
 //! * `buckets`, `access_keys`, `leases`, `settings`: every write is an LWT (unique names,
 //!   unique key ids, one lease holder, one stored value).
-//! * `objects`: every write is an LWT on `version_id`, a compare-and-set of the current
-//!   version. This makes `If-None-Match: *` and `If-Match` atomic, and it also tells each
-//!   commit exactly which version it replaced, so that version's refs are released exactly
-//!   once even when two gateways overwrite one key at the same moment.
-//! * `manifests`, `chunk_refs`, `uploads`, `parts`, `nodes`: plain writes only. Their rows are
+//! * `objects`: one partition per (bucket id, key), the commit point of the key. Every write is
+//!   a conditional batch on its static `head` (a compare-and-set of the current version, see
+//!   `objects.rs`). This makes `If-None-Match: *` and `If-Match` atomic, tells each commit
+//!   exactly which version it replaced (so that version's refs are released exactly once even
+//!   when two gateways overwrite one key at the same moment), and lets DeleteBucket fence a key
+//!   whose commit is pending. Writers of different keys never share a Paxos instance.
+//! * `parts`: the upload's static `state` and every part row are written by LWTs, so two
+//!   uploads of one part number, completion and abort are each one unit (`multipart.rs`); the
+//!   partition is deleted plainly once the upload has left `open` for good.
+//! * `listing`: plain writes carrying the commit's sequence number as their timestamp, so the
+//!   index converges to the last commit whatever order writes arrive in (`index.rs`).
+//! * `manifests`, `chunk_refs`, `uploads`, `nodes`: plain writes only. Their rows are
 //!   keyed by ids unique to one writer (version ids, ref ids, upload ids), or carry state a
 //!   single writer owns (a node's heartbeat).
 //! * `chunks` is the one deliberate exception: commits and repair update it with plain,
@@ -34,25 +41,28 @@
 //!
 //! # Commit order, and what a reader sees if a gateway dies midway
 //!
-//! A commit (`commit_object`) first checks, writing nothing: the bucket still has the same id,
-//! the condition holds, and every manifest chunk without a placement has a chunk record.
-//! Then it writes, in this order:
+//! A commit (`commit_version`, steps in `objects.rs`) reads the key's partition, checks the
+//! condition and, for a manifest naming chunks without a placement, that they have records,
+//! all before writing anything. Then it writes, in this order:
 //! 1. for each chunk: its refs (`chunk_refs`, `obj/<version id>#<index>`, one per manifest
-//!    entry), then its `chunks` row
-//!    (replicas, `unreferenced_since = 0`); and the manifest rows of the new version, with
-//!    its header row (`idx` -1, the entry count): a version without a header is unknown or
-//!    released, and `get_manifest` answers `NoSuchKey` for it, as the embedded backend does;
-//! 2. the object row, by LWT (the commit point): the version becomes visible at once, whole;
-//! 3. the release of the replaced version: its refs, its manifest, and the unreferenced mark
-//!    of chunks left without refs.
+//!    entry), then its `chunks` row (replicas, `unreferenced_since = 0`); and the manifest rows
+//!    of the new version, with its header row (`idx` -1, the entry count): a version without a
+//!    header is unknown or released, and `get_manifest` answers `NoSuchKey` for it, as the
+//!    embedded backend does;
+//! 2. the key's listing row marked pending, then a serial check that the bucket is live;
+//! 3. the conditional batch on the key's partition (the commit point): the version becomes
+//!    visible at once, whole, to every reader of the key;
+//! 4. the listing row, then the release of the replaced version: its refs, its manifest, and
+//!    the unreferenced mark of chunks left without refs.
 //!
-//! Killed before 2: the new version's manifest and refs exist but no object row points at
+//! Killed before 3: the new version's manifest and refs exist but no object row points at
 //! them. Readers still see the old version (or nothing); the chunks stay referenced, so they
-//! are garbage that is never collected automatically (they cannot become dangling). Killed
-//! during 3: the object row already shows the new version; the old version's leftover refs
-//! keep its chunks alive (garbage again, never a dangling object). There is no state in which
-//! an object row names a manifest or chunk whose refs are gone: refs are only ever released
-//! for a version no object row points at any more.
+//! are garbage that is never collected automatically (they cannot become dangling); the pending
+//! listing row is reconciled by readers (it shows what the key's partition holds). Killed during
+//! 4: the key already shows the new version and a listing reconciles its still-pending row; the
+//! old version's leftover refs keep its chunks alive (garbage again, never a dangling object).
+//! There is no state in which an object row names a manifest or chunk whose refs are gone:
+//! refs are only ever released for a version no object row points at any more.
 //!
 //! The same holds for multipart: a part's refs are written before its row, and completion
 //! commits the object row (with its own refs) before the parts' refs are released.
@@ -70,6 +80,9 @@
 //!
 //! # Costs to know
 //!
+//! * A listing reads `shard_count` partitions of the index per page and re-reads the key's
+//!   partition for each row still marked pending.
+//! * DeleteBucket walks every row of the bucket's index (the live ones stop it at once).
 //! * `stats`, `list_buckets`, `list_nodes`, `list_access_keys` scan their tables (paged).
 //!   Buckets, nodes and keys are few; `stats` reads the whole objects and chunks tables and
 //!   is meant for `/status` at a low rate.
@@ -79,10 +92,12 @@ mod admin;
 mod chunks;
 mod config;
 mod cql;
+mod index;
 mod listing;
 mod multipart;
 mod objects;
 mod records;
+mod refs;
 mod schema;
 mod store;
 

@@ -93,24 +93,44 @@ impl ScyllaStore {
         Ok(out)
     }
 
+    /// DeleteBucket. The bucket is first marked deleting (an LWT): commits and upload
+    /// creations that check the bucket after that wait for the outcome, and those that checked
+    /// before left a pending listing row or an upload row that the emptiness check below finds
+    /// (see `index.rs`). Not empty: the mark is lifted and `BucketNotEmpty` returned.
     pub(super) async fn bucket_delete(&self, name: &str) -> Result<()> {
         let bucket = self
             .bucket(name)
             .await?
             .ok_or_else(|| MetaError::NoSuchBucket(name.to_owned()))?;
-        let has_uploads: Option<(String,)> = first(
+        // `IF id = ?` everywhere: a bucket re-created under the same name meanwhile is not
+        // ours to touch.
+        if !lwt(
             &self.session,
-            &self.st.upload_any,
-            (&bucket.id,),
-            "checking a bucket is empty",
+            &self.st.bucket_set_deleting,
+            (crate::now_millis(), name, &bucket.id),
+            "marking a bucket deleting",
         )
-        .await?;
-        if has_uploads.is_some() || self.bucket_has_objects(&bucket).await? {
+        .await?
+        .applied
+        {
+            return Err(MetaError::NoSuchBucket(name.to_owned()));
+        }
+        let empty = self.bucket_is_empty(&bucket).await;
+        if !matches!(empty, Ok(true)) {
+            let unmarked = lwt(
+                &self.session,
+                &self.st.bucket_set_deleting,
+                (0i64, name, &bucket.id),
+                "unmarking a bucket deleting",
+            )
+            .await;
+            if let Err(e) = unmarked {
+                // Commits treat a mark older than 30 s as stale, so this delays them only.
+                tracing::warn!(bucket = name, error = %e, "could not lift the deleting mark of a bucket that was not deleted");
+            }
+            empty?;
             return Err(MetaError::BucketNotEmpty(name.to_owned()));
         }
-        // `IF id = ?`: a bucket re-created under the same name meanwhile is not ours to delete.
-        // (A PUT racing this delete can leave an object row under the old id: invisible,
-        // because a re-created bucket gets a new id, and only garbage.)
         if lwt(
             &self.session,
             &self.st.bucket_delete,
@@ -124,6 +144,19 @@ impl ScyllaStore {
         } else {
             Err(MetaError::NoSuchBucket(name.to_owned()))
         }
+    }
+
+    /// Whether a bucket marked deleting holds no upload and no object (fencing keys whose
+    /// commit is pending, see `index.rs`).
+    async fn bucket_is_empty(&self, bucket: &BucketRecord) -> Result<bool> {
+        let has_uploads: Option<(String,)> = first(
+            &self.session,
+            &self.st.upload_any,
+            (&bucket.id,),
+            "checking a bucket is empty",
+        )
+        .await?;
+        Ok(has_uploads.is_none() && !self.bucket_has_objects(bucket).await?)
     }
 
     pub(super) async fn bucket_set_versioning(
@@ -454,15 +487,19 @@ impl ScyllaStore {
             buckets: self.buckets().await?.len() as u64,
             ..Default::default()
         };
-        let mut objects = cql::scan::<(Option<i64>, Option<bool>)>(
+        // Version rows: only the current version of each key counts (static-only rows of keys
+        // without a current version have no version id).
+        let mut objects = cql::scan::<(Option<String>, Option<String>, Option<i64>, Option<bool>)>(
             &self.session,
             &self.st.object_stats_scan,
             (),
             "counting objects",
         )
         .await?;
-        while let Some((size, marker)) = cql::next_row(&mut objects, "counting objects").await? {
-            if marker != Some(true) {
+        while let Some((head, version, size, marker)) =
+            cql::next_row(&mut objects, "counting objects").await?
+        {
+            if version.is_some() && head == version && marker != Some(true) {
                 stats.objects += 1;
                 stats.object_bytes += size.unwrap_or(0).max(0) as u64;
             }

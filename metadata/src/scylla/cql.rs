@@ -7,7 +7,9 @@ use ::scylla::client::pager::TypedRowStream;
 use ::scylla::client::session::Session;
 use ::scylla::deserialize::row::DeserializeRow;
 use ::scylla::response::query_result::QueryResult;
+use ::scylla::serialize::batch::BatchValues;
 use ::scylla::serialize::row::SerializeRow;
+use ::scylla::statement::batch::Batch;
 use ::scylla::statement::prepared::PreparedStatement;
 use ::scylla::value::{CqlValue, Row};
 use futures::TryStreamExt;
@@ -141,6 +143,13 @@ impl Lwt {
         }
     }
 
+    pub(crate) fn boolean(&self, name: &str) -> Option<bool> {
+        match self.value(name) {
+            Some(CqlValue::Boolean(b)) => Some(*b),
+            _ => None,
+        }
+    }
+
     pub(crate) fn bigint(&self, name: &str) -> Option<i64> {
         match self.value(name) {
             Some(CqlValue::BigInt(v)) => Some(*v),
@@ -154,6 +163,18 @@ impl Lwt {
             .find(|(n, _)| n == name)
             .and_then(|(_, v)| v.as_ref())
     }
+}
+
+/// Runs a conditional batch (statements of one partition, at least one with `IF ...`) and
+/// reads whether it applied.
+pub(crate) async fn lwt_batch(
+    session: &Session,
+    batch: &Batch,
+    values: impl BatchValues,
+    what: &'static str,
+) -> Result<Lwt> {
+    let result = session.batch(batch, values).await.map_err(backend(what))?;
+    parse_lwt(result, what)
 }
 
 /// Runs a conditional statement (`IF ...`) and reads whether it applied.

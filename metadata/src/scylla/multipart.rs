@@ -2,9 +2,9 @@
 //! `part/<upload id>/<number>/<nonce>`), listing uploads with delimiter folding, completion
 //! (a commit whose manifest is the parts' chunks, no data copied) and abort.
 
-use super::cql::{self, decode, encode, exec, first, rows, FORMAT};
+use super::cql::{self, decode, encode, exec, first, lwt, rows, FORMAT};
 use super::listing::{after, prefix_successor};
-use super::ScyllaStore;
+use super::{ScyllaStore, MAX_CAS_ATTEMPTS};
 use crate::{
     BucketRecord, CommitOutcome, ManifestEntry, MetaError, ObjectRecord, PartRecord, PutCondition,
     Result, UploadListPage, UploadListQuery, UploadRecord,
@@ -28,8 +28,8 @@ fn part_number(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
 
-/// `ref_id, format, record` of a part row.
-type PartRow = (Option<String>, Option<i32>, Option<String>);
+/// `number, ref_id, format, record` of a part row.
+type PartRow = (i32, Option<String>, Option<i32>, Option<String>);
 
 enum UploadEntry {
     Upload(UploadRecord),
@@ -37,12 +37,28 @@ enum UploadEntry {
 }
 
 impl ScyllaStore {
+    /// CreateMultipartUpload: the upload's state row (`open`), then its listing row, then the
+    /// bucket check, in this order so that a DeleteBucket racing it either is seen by the check
+    /// or finds the upload row (the same argument as for object commits, `index.rs`).
     pub(super) async fn insert_upload(
         &self,
         bucket: &BucketRecord,
         upload: &UploadRecord,
     ) -> Result<()> {
-        self.check_bucket_live(bucket).await?;
+        if !lwt(
+            &self.session,
+            &self.st.upload_open,
+            (&upload.upload_id,),
+            "opening an upload",
+        )
+        .await?
+        .applied
+        {
+            return Err(MetaError::Backend(format!(
+                "upload id `{}` is already in use",
+                upload.upload_id
+            )));
+        }
         let values = (
             &bucket.id,
             &upload.key,
@@ -56,7 +72,14 @@ impl ScyllaStore {
             values,
             "creating an upload",
         )
-        .await
+        .await?;
+        if let Err(e) = self.check_bucket_live(bucket).await {
+            let _ = self
+                .drop_upload(bucket, &upload.key, &upload.upload_id, Vec::new())
+                .await;
+            return Err(e);
+        }
+        Ok(())
     }
 
     pub(super) async fn upload(
@@ -78,6 +101,10 @@ impl ScyllaStore {
         }
     }
 
+    /// UploadPart's commit: the part's refs, then the part row by an LWT that requires the
+    /// upload to be `open` and the part's previous `ref_id` to be the one read, so of two
+    /// uploads of one part number exactly one wins and each releases what it replaced (or,
+    /// losing to completion or abort, its own refs).
     pub(super) async fn record_part(
         &self,
         bucket: &BucketRecord,
@@ -93,26 +120,93 @@ impl ScyllaStore {
         self.write_version_data(&ref_id, None, &part.chunks, &placements)
             .await?;
         let number = part_number(part.number);
-        let old: Option<PartRow> = first(
+        let record = encode(&part)?;
+        // First guess: a new part number. When that is wrong, the row is read serially and
+        // the LWT retried against what it holds.
+        let mut old: Option<(String, PartRecord)> = None;
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let old_ref = old.as_ref().map(|(r, _)| r.as_str());
+            let values = (&ref_id, FORMAT, &record, upload_id, number, old_ref);
+            let outcome = lwt(
+                &self.session,
+                &self.st.part_record,
+                values,
+                "recording a part",
+            )
+            .await;
+            let open = match outcome {
+                Ok(o) if o.applied => {
+                    self.release_replaced_part(old.as_ref()).await;
+                    return Ok(());
+                }
+                Ok(o) => o.text("state").as_deref() == Some("open"),
+                Err(e) => {
+                    // It may have applied: the serial read below says.
+                    tracing::warn!(upload_id, number, error = %e, "recording a part failed; checking whether it applied");
+                    true
+                }
+            };
+            let current = if open {
+                self.part_row(upload_id, number).await?
+            } else {
+                None
+            };
+            if let Some((current_ref, _)) = &current {
+                if *current_ref == ref_id {
+                    self.release_replaced_part(old.as_ref()).await;
+                    return Ok(());
+                }
+            }
+            if !open || !self.upload_is_open(upload_id).await? {
+                self.release_refs(&ref_id, &part.chunks).await?;
+                return Err(MetaError::NoSuchUpload(upload_id.to_owned()));
+            }
+            old = current;
+        }
+        self.release_refs(&ref_id, &part.chunks).await?;
+        Err(MetaError::Backend(format!(
+            "gave up recording part {} after {MAX_CAS_ATTEMPTS} attempts: other uploads of it keep replacing it",
+            part.number
+        )))
+    }
+
+    /// Whether the upload's state is `open` (serial read).
+    async fn upload_is_open(&self, upload_id: &str) -> Result<bool> {
+        let row: Option<(Option<String>,)> = first(
+            &self.session,
+            &self.st.upload_state,
+            (upload_id,),
+            "reading an upload's state",
+        )
+        .await?;
+        Ok(matches!(row, Some((Some(state),)) if state == "open"))
+    }
+
+    /// Releases the refs of the part upload a new one replaced (after the replacement
+    /// committed: a failure leaves garbage, never a dangling part).
+    async fn release_replaced_part(&self, old: Option<&(String, PartRecord)>) {
+        if let Some((old_ref, old_part)) = old {
+            if let Err(e) = self.release_refs(old_ref, &old_part.chunks).await {
+                tracing::warn!(error = %e, "could not release a replaced part's refs (garbage, not data loss)");
+            }
+        }
+    }
+
+    /// A part row's ref id and record, read serially (`None` when the part has no row).
+    async fn part_row(&self, upload_id: &str, number: i32) -> Result<Option<(String, PartRecord)>> {
+        let row: Option<(Option<String>, Option<i32>, Option<String>)> = first(
             &self.session,
             &self.st.part_get,
             (upload_id, number),
             "reading a part",
         )
         .await?;
-        let values = (upload_id, number, &ref_id, FORMAT, encode(&part)?);
-        exec(
-            &self.session,
-            &self.st.part_insert,
-            values,
-            "recording a part",
-        )
-        .await?;
-        if let Some((Some(old_ref), format, record)) = old {
-            let old_part: PartRecord = decode(format, record.as_deref())?;
-            self.release_refs(&old_ref, &old_part.chunks).await?;
+        match row {
+            Some((Some(ref_id), format, record)) => {
+                Ok(Some((ref_id, decode(format, record.as_deref())?)))
+            }
+            _ => Ok(None),
         }
-        Ok(())
     }
 
     /// All parts of an upload in number order after `after_part`, with their ref ids, paged.
@@ -131,7 +225,7 @@ impl ScyllaStore {
         .await?;
         let mut out = Vec::new();
         while out.len() < max {
-            let Some((ref_id, format, record)) =
+            let Some((_, ref_id, format, record)) =
                 cql::next_row(&mut stream, "listing parts").await?
             else {
                 break;
@@ -161,6 +255,11 @@ impl ScyllaStore {
             .collect())
     }
 
+    /// CompleteMultipartUpload, as one unit: the upload moves from `open` to `completing` by
+    /// an LWT first (a second completion, an abort or a late part upload then fails), the parts
+    /// read after that are final, the object is committed, and only then are the parts
+    /// released. If the commit is refused (a condition, a missing part, the bucket gone) the
+    /// upload is put back to `open` so the client may retry.
     pub(super) async fn complete(
         &self,
         bucket: &BucketRecord,
@@ -171,6 +270,37 @@ impl ScyllaStore {
     ) -> Result<CommitOutcome> {
         let key = object.key.clone();
         self.upload(bucket, &key, upload_id).await?;
+        self.set_upload_state(upload_id, "open", "completing")
+            .await?;
+        let completed = self
+            .complete_locked(bucket, upload_id, object, part_numbers, condition)
+            .await;
+        match completed {
+            Ok((outcome, parts)) => {
+                if let Err(e) = self.drop_upload(bucket, &key, upload_id, parts).await {
+                    tracing::warn!(upload_id, error = %e, "upload completed but its parts were not all released (garbage, not data loss)");
+                }
+                Ok(outcome)
+            }
+            Err(e) => {
+                if let Err(reopen) = self.set_upload_state(upload_id, "completing", "open").await {
+                    tracing::warn!(upload_id, error = %reopen, "a refused completion could not reopen its upload");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The part of `complete` that runs while the upload is `completing`.
+    async fn complete_locked(
+        &self,
+        bucket: &BucketRecord,
+        upload_id: &str,
+        object: ObjectRecord,
+        part_numbers: &[u32],
+        condition: PutCondition,
+    ) -> Result<(CommitOutcome, Vec<(String, PartRecord)>)> {
+        let key = object.key.clone();
         let parts = self.parts(upload_id, 0, usize::MAX).await?;
         let by_number: BTreeMap<u32, &PartRecord> =
             parts.iter().map(|(_, p)| (p.number, p)).collect();
@@ -180,8 +310,7 @@ impl ScyllaStore {
                 // Report what the embedded backend reports first: a missing bucket or a failed
                 // condition before an invalid part (checked only on this error path).
                 self.check_bucket_live(bucket).await?;
-                let shard = super::listing::shard_of(&key, bucket.shard_count);
-                let current = self.read_object(&bucket.id, shard, &key, true).await?;
+                let current = self.current_object(bucket, &key).await?;
                 super::objects::check_condition(&condition, current.as_ref())?;
                 return Err(MetaError::InvalidPart(*n));
             };
@@ -194,10 +323,25 @@ impl ScyllaStore {
         let outcome = self
             .commit_version(bucket, object, &manifest, &[], &condition, false)
             .await?;
-        if let Err(e) = self.drop_upload(bucket, &key, upload_id, parts).await {
-            tracing::warn!(upload_id, error = %e, "upload completed but its parts were not all released (garbage, not data loss)");
+        Ok((outcome, parts))
+    }
+
+    /// Moves an upload from state `from` to `to` (LWT); `NoSuchUpload` when it is not in
+    /// `from` (completed, aborted, or being completed or aborted by another request).
+    async fn set_upload_state(&self, upload_id: &str, from: &str, to: &str) -> Result<()> {
+        if lwt(
+            &self.session,
+            &self.st.upload_set_state,
+            (to, upload_id, from),
+            "changing an upload's state",
+        )
+        .await?
+        .applied
+        {
+            Ok(())
+        } else {
+            Err(MetaError::NoSuchUpload(upload_id.to_owned()))
         }
-        Ok(outcome)
     }
 
     pub(super) async fn abort(
@@ -207,6 +351,7 @@ impl ScyllaStore {
         upload_id: &str,
     ) -> Result<()> {
         self.upload(bucket, key, upload_id).await?;
+        self.set_upload_state(upload_id, "open", "aborting").await?;
         let parts = self.parts(upload_id, 0, usize::MAX).await?;
         self.drop_upload(bucket, key, upload_id, parts).await
     }

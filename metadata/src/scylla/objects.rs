@@ -1,79 +1,71 @@
-//! Objects: the compare-and-set commit of a version, deletes, manifests, chunk refs, and the
-//! shard reader the listing merge runs on. The commit order and the crash analysis are in the
-//! module docs of `scylla.rs`.
+//! Objects: the commit point of a key (its own partition of the `objects` table), deletes, and
+//! the bucket guard that keeps DeleteBucket from hiding a commit. The listing index written
+//! after each commit is in `index.rs`, the data a version holds (refs, chunk rows, manifest)
+//! in `refs.rs`; the crash analysis is in the module docs of `scylla.rs`.
+//!
+//! # A commit, step by step
+//! 1. Read the key's partition (a plain quorum read): the current version, its sequence number
+//!    and whether DeleteBucket fenced the key. A condition that fails here fails at once.
+//! 2. Write the version's data (refs, chunk rows, manifest): nothing points at it yet.
+//! 3. Mark the key's listing row pending (timestamp `seq - 1`), then check with a serial read
+//!    that the bucket still exists under the same id and is not being deleted: a DeleteBucket
+//!    that starts after this check finds the pending row (see `index.rs`).
+//! 4. The commit point: one conditional batch on the key's partition sets `head` to the new
+//!    version if `head` is still what step 1 read and the key is not fenced, inserts the
+//!    version row and removes the replaced one. If it does not apply, the key is re-read
+//!    serially (that completes any Paxos round in flight) and the loop goes back to the check
+//!    of the condition. If the batch fails with an error (a timeout), it may still have
+//!    applied: the serial re-read tells, and a commit that did apply is reported as done.
+//! 5. Write the listing row with `seq` as its timestamp, then release the replaced version.
 
-use super::cql::{self, decode, encode, exec, first, lwt, rows, FORMAT};
-use super::listing::{merge_listing, shard_of, ShardReader, ShardRow};
-use super::records::{chunk_id_from_bytes, chunk_prefix, to_i64};
-use super::{ScyllaStore, MAX_CAS_ATTEMPTS, WRITE_CONCURRENCY};
+use super::cql::{decode, encode, first, lwt_batch, FORMAT};
+use super::listing::shard_of;
+use super::records::to_i64;
+use super::refs::version_ref;
+use super::{ScyllaStore, MAX_CAS_ATTEMPTS};
 use crate::{
-    now_millis, BucketRecord, ChunkId, ChunkPlacement, CommitOutcome, ListPage, ListQuery,
-    ManifestEntry, MetaError, ObjectRecord, PutCondition, Result,
+    now_millis, BucketRecord, ChunkPlacement, CommitOutcome, ManifestEntry, MetaError,
+    ObjectRecord, PutCondition, Result,
 };
-use futures::stream::{self, StreamExt, TryStreamExt};
-use std::collections::{BTreeMap, BTreeSet};
+use ::scylla::statement::batch::{Batch, BatchType};
+use ::scylla::statement::prepared::PreparedStatement;
+use std::time::{Duration, Instant};
 
-/// The ref id under which an object version holds its chunks.
-pub(super) fn version_ref(version_id: &str) -> String {
-    format!("obj/{version_id}")
+/// A DeleteBucket that marked its bucket longer ago than this is taken to have died: commits
+/// stop waiting for it.
+const DELETING_STALE_MILLIS: i64 = 30_000;
+
+/// How long a commit waits for a DeleteBucket in progress to finish before it gives up with a
+/// retryable error.
+const DELETING_WAIT: Duration = Duration::from_secs(5);
+
+/// `head, head_seq, fenced, seq, format, record` of the first row of a key's partition.
+type HeadRow = (
+    Option<String>,
+    Option<i64>,
+    Option<bool>,
+    Option<i64>,
+    Option<i32>,
+    Option<String>,
+);
+
+/// A key's state as one read of its partition saw it.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Head {
+    /// The current version (delete markers included), `None` when the key has none.
+    pub current: Option<ObjectRecord>,
+    /// The partition's sequence number of the current version (for removing its row).
+    pub current_seq: i64,
+    /// The sequence number of the last change of the key (0 for a key never written).
+    pub seq: i64,
+    /// Set by DeleteBucket: nothing may commit under this key any more.
+    pub fenced: bool,
 }
 
-/// How one commit uses a chunk: its manifest indices, and its size and replica nodes when
-/// the commit placed it.
-type ChunkUse<'a> = (Vec<usize>, Option<(u64, BTreeSet<&'a str>)>);
-
-/// `key, delete_marker, format, record` of a listing row.
-type ListRow = (String, Option<bool>, Option<i32>, Option<String>);
-
-/// `idx, chunk_id, size` of a manifest row (`idx` -1 is the header, without chunk).
-type ManifestRow = (i32, Option<Vec<u8>>, Option<i64>);
-
-/// Decodes the rows of one manifest partition (in `idx` order). `None` without a header row;
-/// `Corrupt` when the entries do not match the header's count or are not numbered 0..n.
-fn manifest_from_rows(
-    version_id: &str,
-    rows: Vec<ManifestRow>,
-) -> Result<Option<Vec<ManifestEntry>>> {
-    let corrupt =
-        |why: &str| MetaError::Corrupt(format!("manifest of version {version_id}: {why}"));
-    let mut rows = rows.into_iter().peekable();
-    let count = match rows.next_if(|(idx, _, _)| *idx == -1) {
-        Some((_, _, size)) => size.unwrap_or(0),
-        None => return Ok(None),
-    };
-    let mut out = Vec::new();
-    for (idx, chunk, size) in rows {
-        if usize::try_from(idx).ok() != Some(out.len()) {
-            return Err(corrupt(&format!("entry {idx} out of sequence")));
-        }
-        let chunk = chunk.ok_or_else(|| corrupt(&format!("entry {idx} has no chunk id")))?;
-        out.push(ManifestEntry {
-            chunk: chunk_id_from_bytes(&chunk)?,
-            size: size.unwrap_or(0).max(0) as u64,
-        });
+impl Head {
+    fn version_id(&self) -> Option<&str> {
+        self.current.as_ref().map(|c| c.version_id.as_str())
     }
-    if i64::try_from(out.len()).ok() != Some(count) {
-        return Err(corrupt(&format!(
-            "{} entries, the header says {count}",
-            out.len()
-        )));
-    }
-    Ok(Some(out))
-}
-
-/// The distinct chunks of `manifest` that `placements` does not place.
-fn unplaced_chunks(manifest: &[ManifestEntry], placements: &[ChunkPlacement]) -> BTreeSet<ChunkId> {
-    let placed: BTreeSet<ChunkId> = placements.iter().map(|p| p.chunk).collect();
-    manifest
-        .iter()
-        .map(|e| e.chunk)
-        .filter(|c| !placed.contains(c))
-        .collect()
-}
-
-/// The ref of manifest entry `idx` under `ref_id`.
-fn entry_ref(ref_id: &str, idx: usize) -> String {
-    format!("{ref_id}#{idx}")
 }
 
 /// Whether `condition` allows a commit over `current`. A delete marker counts as no object.
@@ -97,244 +89,118 @@ pub(super) fn check_condition(
     }
 }
 
+/// The sequence number of the next change of a key whose last change was `last`: the time in
+/// microseconds, and always at least 2 more than `last`, so `seq - 1` (the pending mark's
+/// timestamp) is still above every timestamp the key's earlier changes wrote.
+fn next_seq(last: i64) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 2));
+    now.max(last.saturating_add(2))
+}
+
 impl ScyllaStore {
-    /// The current row of a key. `serial` reads at SERIAL/LOCAL_SERIAL, which completes any
-    /// in-flight LWT first: the compare-and-set loop must start from the linearized value.
-    pub(super) async fn read_object(
-        &self,
-        bucket_id: &str,
-        shard: i32,
-        key: &str,
-        serial: bool,
-    ) -> Result<Option<ObjectRecord>> {
+    /// A conditional batch of `statements`, at the store's consistency levels.
+    fn cas_batch(&self, statements: &[&PreparedStatement]) -> Batch {
+        let mut batch = Batch::new(BatchType::Logged);
+        for s in statements {
+            batch.append_statement((*s).clone());
+        }
+        batch.set_consistency(self.config.consistency);
+        batch.set_serial_consistency(Some(self.config.serial_consistency));
+        batch.set_is_idempotent(false);
+        batch
+    }
+
+    /// Reads a key's partition. `serial` reads at SERIAL/LOCAL_SERIAL, which first completes
+    /// any lightweight transaction in flight on it: the outcome of a commit is known after it.
+    pub(super) async fn read_head(&self, bucket_id: &str, key: &str, serial: bool) -> Result<Head> {
         let stmt = if serial {
-            &self.st.object_get_serial
+            &self.st.object_head_serial
         } else {
-            &self.st.object_get
+            &self.st.object_head
         };
+        let row: Option<HeadRow> =
+            first(&self.session, stmt, (bucket_id, key), "reading an object").await?;
+        let Some((head, head_seq, fenced, seq, format, record)) = row else {
+            return Ok(Head::default());
+        };
+        let mut out = Head {
+            current: None,
+            current_seq: 0,
+            seq: head_seq.unwrap_or(0),
+            fenced: fenced.unwrap_or(false),
+        };
+        let Some(head) = head else { return Ok(out) };
+        // The newest version row is normally the current one. When it is not (a versioned
+        // key whose newest version was removed), the current one is read by its number, which
+        // is the key's `head_seq`: both are set by the same commit.
+        if let (Some(seq), Some(_)) = (seq, &record) {
+            let newest: ObjectRecord = decode(format, record.as_deref())?;
+            if newest.version_id == head {
+                out.current = Some(newest);
+                out.current_seq = seq;
+                return Ok(out);
+            }
+        }
         let row: Option<(Option<i32>, Option<String>)> = first(
             &self.session,
-            stmt,
-            (bucket_id, shard, key),
-            "reading an object",
+            &self.st.object_version_at,
+            (bucket_id, key, out.seq),
+            "reading an object version",
         )
         .await?;
-        row.map(|(format, record)| decode(format, record.as_deref()))
-            .transpose()
+        match row {
+            Some((format, record)) => {
+                let current: ObjectRecord = decode(format, record.as_deref())?;
+                if current.version_id != head {
+                    return Err(MetaError::Corrupt(format!(
+                        "key `{key}`: the current version {head} has no row"
+                    )));
+                }
+                out.current_seq = out.seq;
+                out.current = Some(current);
+                Ok(out)
+            }
+            None => Err(MetaError::Corrupt(format!(
+                "key `{key}`: the current version {head} has no row"
+            ))),
+        }
     }
 
-    /// Step 1 of a commit: for every chunk its ref, then its chunk row (replicas from
-    /// `placements`, marked referenced); and, for an object version, the manifest rows.
-    /// Everything here is keyed by `ref_id`/`version_id`, unique to this commit, and idempotent.
-    pub(super) async fn write_version_data(
-        &self,
-        ref_id: &str,
-        version_id: Option<&str>,
-        manifest: &[ManifestEntry],
-        placements: &[ChunkPlacement],
-    ) -> Result<()> {
-        // Invariant (refs before commit): each ref is written before the object row, and
-        // before the chunk row is marked referenced, so garbage collection that sees the
-        // chunk marked referenced also finds its ref.
-        // One ref per manifest entry (`<ref id>#<index>`), so a chunk used twice holds two.
-        let mut chunks: BTreeMap<ChunkId, ChunkUse<'_>> = BTreeMap::new();
-        for (idx, entry) in manifest.iter().enumerate() {
-            chunks.entry(entry.chunk).or_default().0.push(idx);
-        }
-        for p in placements {
-            let slot = chunks.entry(p.chunk).or_default();
-            let placed = slot.1.get_or_insert_with(|| (p.size, BTreeSet::new()));
-            placed.1.extend(p.nodes.iter().map(String::as_str));
-        }
-        let now = now_millis();
-        stream::iter(chunks.into_iter().map(Ok))
-            .try_for_each_concurrent(WRITE_CONCURRENCY, |(chunk, (uses, placed))| async move {
-                let prefix = chunk_prefix(&chunk);
-                let id = chunk.0.as_slice();
-                for idx in uses {
-                    let entry_ref = entry_ref(ref_id, idx);
-                    exec(
-                        &self.session,
-                        &self.st.ref_insert,
-                        (id, &entry_ref),
-                        "writing a chunk ref",
-                    )
-                    .await?;
-                }
-                match placed {
-                    Some((size, nodes)) => {
-                        let nodes: Vec<&str> = nodes.into_iter().collect();
-                        let values = (to_i64(size)?, nodes, now, now, prefix, id);
-                        exec(
-                            &self.session,
-                            &self.st.chunk_place,
-                            values,
-                            "recording chunk replicas",
-                        )
-                        .await
-                    }
-                    None => {
-                        let values = (prefix, id);
-                        exec(
-                            &self.session,
-                            &self.st.chunk_mark_referenced,
-                            values,
-                            "marking a chunk referenced",
-                        )
-                        .await
-                    }
-                }
-            })
-            .await?;
-        if let Some(version_id) = version_id {
-            let count = i64::try_from(manifest.len())
-                .map_err(|_| MetaError::Backend("manifest too long".into()))?;
-            exec(
+    /// Waits until `bucket` is live under the same id and no DeleteBucket is deciding its
+    /// fate (serial reads, so a DeleteBucket that marked the bucket before this is seen).
+    /// `NoSuchBucket` when it is gone or was re-created; a retryable error when a delete is
+    /// still deciding after [`DELETING_WAIT`].
+    pub(super) async fn check_bucket_live(&self, bucket: &BucketRecord) -> Result<()> {
+        let deadline = Instant::now() + DELETING_WAIT;
+        loop {
+            let row: Option<(Option<String>, Option<i64>)> = first(
                 &self.session,
-                &self.st.manifest_header_insert,
-                (version_id, count),
-                "writing a manifest header",
+                &self.st.bucket_get_serial,
+                (&bucket.name,),
+                "checking a bucket",
             )
             .await?;
-            stream::iter(manifest.iter().enumerate().map(Ok))
-                .try_for_each_concurrent(WRITE_CONCURRENCY, |(idx, entry)| async move {
-                    let idx = i32::try_from(idx).map_err(|_| {
-                        MetaError::Backend("manifest longer than 2^31 chunks".into())
-                    })?;
-                    let values = (
-                        version_id,
-                        idx,
-                        entry.chunk.0.as_slice(),
-                        to_i64(entry.size)?,
-                    );
-                    exec(
-                        &self.session,
-                        &self.st.manifest_insert,
-                        values,
-                        "writing a manifest",
-                    )
-                    .await
-                })
-                .await?;
+            let deleting_since = match row {
+                Some((Some(id), since)) if id == bucket.id => since.unwrap_or(0),
+                _ => return Err(MetaError::NoSuchBucket(bucket.name.clone())),
+            };
+            if deleting_since == 0 || now_millis() - deleting_since > DELETING_STALE_MILLIS {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(MetaError::Backend(format!(
+                    "bucket `{}` is being deleted; retry the request",
+                    bucket.name
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Ok(())
-    }
-
-    /// Drops the refs `ref_id` holds on the chunks of `manifest` (one per entry); chunks
-    /// left without any ref are marked unreferenced now, which starts their
-    /// garbage-collection grace period.
-    pub(super) async fn release_refs(
-        &self,
-        ref_id: &str,
-        manifest: &[ManifestEntry],
-    ) -> Result<()> {
-        let mut chunks: BTreeMap<ChunkId, Vec<usize>> = BTreeMap::new();
-        for (idx, entry) in manifest.iter().enumerate() {
-            chunks.entry(entry.chunk).or_default().push(idx);
-        }
-        let now = now_millis();
-        stream::iter(chunks.into_iter().map(Ok))
-            .try_for_each_concurrent(WRITE_CONCURRENCY, |(chunk, uses)| async move {
-                let id = chunk.0.as_slice();
-                for idx in uses {
-                    let entry_ref = entry_ref(ref_id, idx);
-                    exec(
-                        &self.session,
-                        &self.st.ref_delete,
-                        (id, &entry_ref),
-                        "releasing a chunk ref",
-                    )
-                    .await?;
-                }
-                if !self.has_refs(&chunk).await? {
-                    let values = (now, chunk_prefix(&chunk), id);
-                    exec(
-                        &self.session,
-                        &self.st.chunk_mark_unreferenced,
-                        values,
-                        "marking a chunk unreferenced",
-                    )
-                    .await?;
-                }
-                Ok(())
-            })
-            .await
-    }
-
-    /// `NoSuchBucket` unless `bucket` still exists under the same id: a record held across a
-    /// delete (or a delete and re-create) must not write objects nobody can see.
-    pub(super) async fn check_bucket_live(&self, bucket: &BucketRecord) -> Result<()> {
-        match self.bucket(&bucket.name).await? {
-            Some(current) if current.id == bucket.id => Ok(()),
-            _ => Err(MetaError::NoSuchBucket(bucket.name.clone())),
-        }
-    }
-
-    /// Releases a version no object row points at any more: refs, then manifest.
-    pub(super) async fn release_version(&self, version_id: &str) -> Result<()> {
-        let manifest = self.read_manifest(version_id).await?.unwrap_or_default();
-        self.release_refs(&version_ref(version_id), &manifest)
-            .await?;
-        exec(
-            &self.session,
-            &self.st.manifest_delete,
-            (version_id,),
-            "deleting a manifest",
-        )
-        .await
-    }
-
-    /// Like `release_version`, logging instead of failing: used after the commit point, when
-    /// the caller's operation has already succeeded and leftovers are only garbage.
-    pub(super) async fn release_version_after_commit(&self, version_id: &str) {
-        if let Err(e) = self.release_version(version_id).await {
-            tracing::warn!(version_id, error = %e, "could not release a replaced version; its chunks stay referenced (garbage, not data loss)");
-        }
-    }
-
-    /// The entries of a version's manifest; `None` when the version has no header row
-    /// (unknown, not committed, or replaced and released).
-    pub(super) async fn read_manifest(
-        &self,
-        version_id: &str,
-    ) -> Result<Option<Vec<ManifestEntry>>> {
-        let mut stream = cql::scan::<ManifestRow>(
-            &self.session,
-            &self.st.manifest_scan,
-            (version_id,),
-            "reading a manifest",
-        )
-        .await?;
-        let mut found = Vec::new();
-        while let Some(row) = cql::next_row(&mut stream, "reading a manifest").await? {
-            found.push(row);
-        }
-        manifest_from_rows(version_id, found)
-    }
-
-    /// Refuses a manifest naming a chunk that has neither a record nor a placement in this
-    /// commit (as the embedded backend does): otherwise marking it referenced would create a
-    /// chunk row without size or replicas. Checked before anything is written.
-    pub(super) async fn check_chunks_known(
-        &self,
-        manifest: &[ManifestEntry],
-        placements: &[ChunkPlacement],
-    ) -> Result<()> {
-        stream::iter(unplaced_chunks(manifest, placements).into_iter().map(Ok))
-            .try_for_each_concurrent(WRITE_CONCURRENCY, |chunk| async move {
-                if self.chunk_exists(&chunk).await? {
-                    Ok(())
-                } else {
-                    Err(MetaError::Backend(format!(
-                        "chunk {chunk} has no replica record and no placement was given for it"
-                    )))
-                }
-            })
-            .await
     }
 
     /// Commits `object` as the current version of its key: the shared path of PutObject,
-    /// CopyObject and CompleteMultipartUpload.
+    /// CopyObject and CompleteMultipartUpload (see the module docs for the steps).
     pub(super) async fn commit_version(
         &self,
         bucket: &BucketRecord,
@@ -344,13 +210,14 @@ impl ScyllaStore {
         condition: &PutCondition,
         verify_chunks: bool,
     ) -> Result<CommitOutcome> {
-        self.check_bucket_live(bucket).await?;
-        let shard = shard_of(&object.key, bucket.shard_count);
-        let mut current = self
-            .read_object(&bucket.id, shard, &object.key, true)
-            .await?;
+        let key = object.key.as_str();
+        let shard = shard_of(key, bucket.shard_count);
+        let mut head = self.read_head(&bucket.id, key, false).await?;
         // Fail fast, before anything is written.
-        check_condition(condition, current.as_ref())?;
+        if head.fenced {
+            return Err(MetaError::NoSuchBucket(bucket.name.clone()));
+        }
+        check_condition(condition, head.current.as_ref())?;
         if verify_chunks {
             self.check_chunks_known(manifest, placements).await?;
         }
@@ -361,71 +228,122 @@ impl ScyllaStore {
             placements,
         )
         .await?;
-        let record = encode(&object)?;
-        let size = to_i64(object.size)?;
-        for _ in 0..MAX_CAS_ATTEMPTS {
-            // The commit point. If this LWT fails with an error (e.g. a timeout), it may still
-            // have applied, so the new version's data is kept (garbage at worst).
-            let outcome = match &current {
-                None => {
-                    let values = (
-                        &bucket.id,
-                        shard,
-                        &object.key,
-                        &object.version_id,
-                        size,
-                        object.delete_marker,
-                        FORMAT,
-                        &record,
-                    );
-                    lwt(
-                        &self.session,
-                        &self.st.object_insert,
-                        values,
-                        "committing an object",
-                    )
-                    .await?
-                }
-                Some(cur) => {
-                    let values = (
-                        &object.version_id,
-                        size,
-                        object.delete_marker,
-                        FORMAT,
-                        &record,
-                        &bucket.id,
-                        shard,
-                        &object.key,
-                        &cur.version_id,
-                    );
-                    lwt(
-                        &self.session,
-                        &self.st.object_replace,
-                        values,
-                        "committing an object",
-                    )
-                    .await?
-                }
-            };
-            if outcome.applied {
-                if let Some(old) = &current {
+        let outcome = self
+            .commit_head(bucket, shard, &object, condition, &mut head)
+            .await;
+        match outcome {
+            Ok(seq) => {
+                self.index_put(bucket, shard, &object, seq).await;
+                if let Some(old) = &head.current {
                     self.release_version_after_commit(&old.version_id).await;
                 }
-                return Ok(CommitOutcome { replaced: current });
+                Ok(CommitOutcome {
+                    replaced: head.current,
+                })
             }
-            // Another writer changed the key since we read it: start again from its value.
-            current = self
-                .read_object(&bucket.id, shard, &object.key, true)
-                .await?;
-            if let Err(e) = check_condition(condition, current.as_ref()) {
-                self.release_version(&object.version_id).await?;
-                return Err(e);
+            Err(e) => {
+                // Not committed (the serial re-read said so): the new version's data is
+                // garbage now; released at once so its chunks are not referenced forever.
+                self.release_version_after_commit(&object.version_id).await;
+                Err(e)
             }
         }
-        self.release_version(&object.version_id).await?;
+    }
+
+    /// Steps 3 and 4 of a commit: makes `object` the key's current version if `condition`
+    /// allows, starting from `head` (updated to what was replaced). Returns the commit's
+    /// sequence number.
+    async fn commit_head(
+        &self,
+        bucket: &BucketRecord,
+        shard: i32,
+        object: &ObjectRecord,
+        condition: &PutCondition,
+        head: &mut Head,
+    ) -> Result<i64> {
+        let key = object.key.as_str();
+        let record = encode(object)?;
+        let size = to_i64(object.size)?;
+        for _ in 0..MAX_CAS_ATTEMPTS {
+            let seq = next_seq(head.seq);
+            self.index_mark_pending(bucket, shard, key, &object.version_id, seq - 1)
+                .await?;
+            self.check_bucket_live(bucket).await?;
+            let old_version = head.version_id().map(str::to_owned);
+            let set_head = (
+                &object.version_id,
+                seq,
+                &bucket.id,
+                key,
+                old_version.as_deref(),
+            );
+            let insert = (
+                &bucket.id,
+                key,
+                seq,
+                &object.version_id,
+                size,
+                object.delete_marker,
+                FORMAT,
+                &record,
+            );
+            let attempt = match &head.current {
+                Some(_) => {
+                    let batch = self.cas_batch(&[
+                        &self.st.object_set_head,
+                        &self.st.object_version_insert,
+                        &self.st.object_version_delete,
+                    ]);
+                    let remove = (&bucket.id, key, head.current_seq);
+                    lwt_batch(
+                        &self.session,
+                        &batch,
+                        (set_head, insert, remove),
+                        "committing an object",
+                    )
+                    .await
+                }
+                None => {
+                    let batch =
+                        self.cas_batch(&[&self.st.object_set_head, &self.st.object_version_insert]);
+                    lwt_batch(
+                        &self.session,
+                        &batch,
+                        (set_head, insert),
+                        "committing an object",
+                    )
+                    .await
+                }
+            };
+            match attempt {
+                Ok(outcome) if outcome.applied => return Ok(seq),
+                Ok(outcome) if outcome.boolean("fenced") == Some(true) => {
+                    // DeleteBucket fenced the key: the bucket is gone or going.
+                    return Err(MetaError::NoSuchBucket(bucket.name.clone()));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    // A timeout may hide a commit that applied: the serial read below settles
+                    // the Paxos round, so the current version then says whether it did.
+                    tracing::warn!(key, error = %e, "commit of an object failed; checking whether it applied");
+                }
+            }
+            let previous = std::mem::take(head);
+            *head = self.read_head(&bucket.id, key, true).await?;
+            if head.version_id() == Some(object.version_id.as_str()) {
+                // Our commit applied (the error was a lost answer). What it replaced is the
+                // version read before.
+                let seq = head.current_seq;
+                *head = previous;
+                return Ok(seq);
+            }
+            if head.fenced {
+                return Err(MetaError::NoSuchBucket(bucket.name.clone()));
+            }
+            check_condition(condition, head.current.as_ref())?;
+        }
         Err(MetaError::Backend(format!(
-            "gave up committing `{}` after {MAX_CAS_ATTEMPTS} attempts: other writers keep replacing it",
-            object.key
+            "gave up committing `{key}` after {MAX_CAS_ATTEMPTS} attempts: other writers keep replacing it"
         )))
     }
 
@@ -435,97 +353,55 @@ impl ScyllaStore {
         key: &str,
     ) -> Result<Option<ObjectRecord>> {
         let shard = shard_of(key, bucket.shard_count);
-        let mut current = self.read_object(&bucket.id, shard, key, true).await?;
+        let mut head = self.read_head(&bucket.id, key, false).await?;
         for _ in 0..MAX_CAS_ATTEMPTS {
-            let Some(cur) = current else { return Ok(None) };
-            let values = (&bucket.id, shard, key, &cur.version_id);
-            if lwt(
-                &self.session,
-                &self.st.object_delete,
-                values,
-                "deleting an object",
-            )
-            .await?
-            .applied
-            {
-                self.release_version_after_commit(&cur.version_id).await;
-                return Ok(Some(cur));
+            let Some(current) = head.current.clone() else {
+                return Ok(None);
+            };
+            let seq = next_seq(head.seq);
+            // Pending first: if this gateway dies between the commit and the index delete, a
+            // listing re-reads the key instead of showing a deleted object.
+            self.index_mark_pending(bucket, shard, key, &current.version_id, seq - 1)
+                .await?;
+            let batch =
+                self.cas_batch(&[&self.st.object_clear_head, &self.st.object_version_delete]);
+            let values = (
+                (seq, &bucket.id, key, &current.version_id),
+                (&bucket.id, key, head.current_seq),
+            );
+            match lwt_batch(&self.session, &batch, values, "deleting an object").await {
+                Ok(outcome) if outcome.applied => {
+                    self.index_delete(bucket, shard, key, seq).await;
+                    self.release_version_after_commit(&current.version_id).await;
+                    return Ok(Some(current));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "delete of an object failed; checking whether it applied");
+                }
             }
-            current = self.read_object(&bucket.id, shard, key, true).await?;
+            let previous = std::mem::take(&mut head);
+            head = self.read_head(&bucket.id, key, true).await?;
+            if head.current.is_none() && head.seq == seq {
+                // Our delete applied (only it sets this sequence number).
+                let _ = previous;
+                self.index_delete(bucket, shard, key, seq).await;
+                self.release_version_after_commit(&current.version_id).await;
+                return Ok(Some(current));
+            }
         }
         Err(MetaError::Backend(format!(
             "gave up deleting `{key}` after {MAX_CAS_ATTEMPTS} attempts: other writers keep replacing it"
         )))
     }
 
-    pub(super) async fn list(&self, bucket: &BucketRecord, query: &ListQuery) -> Result<ListPage> {
-        let reader = ObjectShards {
-            store: self,
-            bucket_id: &bucket.id,
-        };
-        let page = merge_listing(&reader, bucket.shard_count, query).await?;
-        Ok(ListPage {
-            objects: page.objects,
-            common_prefixes: page.common_prefixes,
-            is_truncated: page.is_truncated,
-            next_start_after: page.next_start_after,
-        })
-    }
-
-    /// Whether a bucket holds any object row (delete markers included), checking its shards
-    /// a few at a time.
-    pub(super) async fn bucket_has_objects(&self, bucket: &BucketRecord) -> Result<bool> {
-        let found = stream::iter(0..bucket.shard_count.max(1) as i32)
-            .map(|shard| async move {
-                let row: Option<(String,)> = first(
-                    &self.session,
-                    &self.st.object_any,
-                    (&bucket.id, shard),
-                    "checking a bucket is empty",
-                )
-                .await?;
-                Ok::<bool, MetaError>(row.is_some())
-            })
-            .buffer_unordered(16)
-            .try_any(|found| async move { found })
-            .await?;
-        Ok(found)
-    }
-}
-
-/// One bucket's shards, read for the listing merge.
-struct ObjectShards<'a> {
-    store: &'a ScyllaStore,
-    bucket_id: &'a str,
-}
-
-impl ShardReader for ObjectShards<'_> {
-    type Value = ObjectRecord;
-
-    async fn read(
+    /// The current version of a key, for readers (a plain quorum read).
+    pub(super) async fn current_object(
         &self,
-        shard: i32,
-        from: &str,
-        limit: usize,
-    ) -> Result<Vec<ShardRow<ObjectRecord>>> {
-        let limit = i32::try_from(limit).unwrap_or(i32::MAX);
-        let found: Vec<ListRow> = rows(
-            &self.store.session,
-            &self.store.st.object_list,
-            (self.bucket_id, shard, from, limit),
-            "listing objects",
-        )
-        .await?;
-        found
-            .into_iter()
-            .map(|(key, delete_marker, format, record)| {
-                if delete_marker == Some(true) {
-                    return Ok((key, None));
-                }
-                let object: ObjectRecord = decode(format, record.as_deref())?;
-                Ok((key, Some(object)))
-            })
-            .collect()
+        bucket: &BucketRecord,
+        key: &str,
+    ) -> Result<Option<ObjectRecord>> {
+        Ok(self.read_head(&bucket.id, key, false).await?.current)
     }
 }
 
@@ -567,85 +443,5 @@ mod tests {
         assert!(check_condition(&PutCondition::IfMatch("\"abc\"".into()), Some(&live)).is_ok());
         let quoted = object("\"abc\"", false);
         assert!(check_condition(&PutCondition::IfMatch("abc".into()), Some(&quoted)).is_ok());
-    }
-
-    fn id(n: u8) -> ChunkId {
-        ChunkId([n; 32])
-    }
-
-    fn entry_row(idx: i32, n: u8, size: i64) -> ManifestRow {
-        (idx, Some(vec![n; 32]), Some(size))
-    }
-
-    #[test]
-    fn manifest_rows_need_a_header() {
-        // No rows at all: unknown or released version.
-        assert_eq!(manifest_from_rows("v", vec![]).unwrap(), None);
-        // Entries without a header (a commit that never finished writing): unknown too.
-        assert_eq!(
-            manifest_from_rows("v", vec![entry_row(0, 1, 5)]).unwrap(),
-            None
-        );
-        // The header alone: an empty object.
-        assert_eq!(
-            manifest_from_rows("v", vec![(-1, None, Some(0))]).unwrap(),
-            Some(vec![])
-        );
-        let rows = vec![(-1, None, Some(2)), entry_row(0, 1, 7), entry_row(1, 1, 3)];
-        assert_eq!(
-            manifest_from_rows("v", rows).unwrap(),
-            Some(vec![
-                ManifestEntry {
-                    chunk: id(1),
-                    size: 7
-                },
-                ManifestEntry {
-                    chunk: id(1),
-                    size: 3
-                },
-            ])
-        );
-    }
-
-    #[test]
-    fn manifest_rows_that_disagree_are_corrupt() {
-        let short = vec![(-1, None, Some(2)), entry_row(0, 1, 7)];
-        assert!(matches!(
-            manifest_from_rows("v", short),
-            Err(MetaError::Corrupt(_))
-        ));
-        let gap = vec![(-1, None, Some(2)), entry_row(0, 1, 7), entry_row(2, 1, 7)];
-        assert!(matches!(
-            manifest_from_rows("v", gap),
-            Err(MetaError::Corrupt(_))
-        ));
-        let no_chunk = vec![(-1, None, Some(1)), (0, None, Some(7))];
-        assert!(matches!(
-            manifest_from_rows("v", no_chunk),
-            Err(MetaError::Corrupt(_))
-        ));
-    }
-
-    #[test]
-    fn unplaced_chunks_are_the_distinct_unplaced_ones() {
-        let manifest: Vec<ManifestEntry> = [1, 2, 1, 3]
-            .into_iter()
-            .map(|n| ManifestEntry {
-                chunk: id(n),
-                size: 1,
-            })
-            .collect();
-        let placements = vec![ChunkPlacement {
-            chunk: id(2),
-            size: 1,
-            nodes: vec!["n1".into()],
-        }];
-        assert_eq!(
-            unplaced_chunks(&manifest, &placements)
-                .into_iter()
-                .collect::<Vec<_>>(),
-            [id(1), id(3)]
-        );
-        assert!(unplaced_chunks(&[], &placements).is_empty());
     }
 }

@@ -108,19 +108,31 @@ statements! {
     // buckets: every write is an LWT (names are unique).
     bucket_insert: Lwt => "INSERT INTO {ks}.buckets (name, id, created, owner, versioning, shard_count) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS",
     bucket_get: Idempotent => "SELECT name, id, created, owner, versioning, shard_count FROM {ks}.buckets WHERE name = ?",
+    bucket_get_serial: SerialRead => "SELECT id, deleting_since FROM {ks}.buckets WHERE name = ?",
     bucket_scan: Scan => "SELECT name, id, created, owner, versioning, shard_count FROM {ks}.buckets",
     bucket_delete: Lwt => "DELETE FROM {ks}.buckets WHERE name = ? IF id = ?",
+    bucket_set_deleting: Lwt => "UPDATE {ks}.buckets SET deleting_since = ? WHERE name = ? IF id = ?",
     bucket_set_versioning: Lwt => "UPDATE {ks}.buckets SET versioning = ? WHERE name = ? IF EXISTS",
 
-    // objects: every write is an LWT on version_id (compare-and-set of the current version).
-    object_get: Idempotent => "SELECT format, record FROM {ks}.objects WHERE bucket_id = ? AND shard = ? AND key = ?",
-    object_get_serial: SerialRead => "SELECT format, record FROM {ks}.objects WHERE bucket_id = ? AND shard = ? AND key = ?",
-    object_insert: Lwt => "INSERT INTO {ks}.objects (bucket_id, shard, key, version_id, size, delete_marker, format, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS",
-    object_replace: Lwt => "UPDATE {ks}.objects SET version_id = ?, size = ?, delete_marker = ?, format = ?, record = ? WHERE bucket_id = ? AND shard = ? AND key = ? IF version_id = ?",
-    object_delete: Lwt => "DELETE FROM {ks}.objects WHERE bucket_id = ? AND shard = ? AND key = ? IF version_id = ?",
-    object_list: Idempotent => "SELECT key, delete_marker, format, record FROM {ks}.objects WHERE bucket_id = ? AND shard = ? AND key >= ? LIMIT ?",
-    object_any: Idempotent => "SELECT key FROM {ks}.objects WHERE bucket_id = ? AND shard = ? LIMIT 1",
-    object_stats_scan: Scan => "SELECT size, delete_marker FROM {ks}.objects",
+    // objects: one partition per key; every write is an LWT on the static `head` (the batches
+    // below), so a commit is a compare-and-set of the key's current version.
+    object_head: Idempotent => "SELECT head, head_seq, fenced, seq, format, record FROM {ks}.objects WHERE bucket_id = ? AND key = ? LIMIT 1",
+    object_head_serial: SerialRead => "SELECT head, head_seq, fenced, seq, format, record FROM {ks}.objects WHERE bucket_id = ? AND key = ? LIMIT 1",
+    object_version_at: Idempotent => "SELECT format, record FROM {ks}.objects WHERE bucket_id = ? AND key = ? AND seq = ?",
+    object_set_head: Lwt => "UPDATE {ks}.objects SET head = ?, head_seq = ? WHERE bucket_id = ? AND key = ? IF head = ? AND fenced = null",
+    object_clear_head: Lwt => "UPDATE {ks}.objects SET head = null, head_seq = ? WHERE bucket_id = ? AND key = ? IF head = ?",
+    object_fence: Lwt => "UPDATE {ks}.objects SET fenced = true WHERE bucket_id = ? AND key = ? IF head = null",
+    object_unfence: Lwt => "UPDATE {ks}.objects SET fenced = null WHERE bucket_id = ? AND key = ? IF fenced = true",
+    object_version_insert: Idempotent => "INSERT INTO {ks}.objects (bucket_id, key, seq, version_id, size, delete_marker, format, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    object_version_delete: Idempotent => "DELETE FROM {ks}.objects WHERE bucket_id = ? AND key = ? AND seq = ?",
+    object_stats_scan: Scan => "SELECT head, version_id, size, delete_marker FROM {ks}.objects",
+
+    // listing: the sharded index, written with the commit's sequence number as timestamp.
+    listing_put: Idempotent => "INSERT INTO {ks}.listing (bucket_id, shard, key, version_id, pending, format, record) VALUES (?, ?, ?, ?, null, ?, ?) USING TIMESTAMP ?",
+    listing_pending: Idempotent => "UPDATE {ks}.listing USING TIMESTAMP ? SET pending = ? WHERE bucket_id = ? AND shard = ? AND key = ?",
+    listing_delete: Idempotent => "DELETE FROM {ks}.listing USING TIMESTAMP ? WHERE bucket_id = ? AND shard = ? AND key = ?",
+    listing_read: Idempotent => "SELECT key, pending, format, record FROM {ks}.listing WHERE bucket_id = ? AND shard = ? AND key >= ? LIMIT ?",
+    listing_scan_shard: Scan => "SELECT key, pending FROM {ks}.listing WHERE bucket_id = ? AND shard = ?",
 
     // manifests: row idx -1 is the header (size = number of entries), written for every
     // version, so an empty manifest differs from an unknown or released version.
@@ -154,9 +166,13 @@ statements! {
     upload_list_from: Idempotent => "SELECT key, upload_id, format, record FROM {ks}.uploads WHERE bucket_id = ? AND key >= ? LIMIT ?",
     upload_list_after: Idempotent => "SELECT key, upload_id, format, record FROM {ks}.uploads WHERE bucket_id = ? AND (key, upload_id) > (?, ?) LIMIT ?",
     upload_any: Idempotent => "SELECT upload_id FROM {ks}.uploads WHERE bucket_id = ? LIMIT 1",
-    part_insert: Idempotent => "INSERT INTO {ks}.parts (upload_id, number, ref_id, format, record) VALUES (?, ?, ?, ?, ?)",
-    part_get: Idempotent => "SELECT ref_id, format, record FROM {ks}.parts WHERE upload_id = ? AND number = ?",
-    part_scan: Scan => "SELECT ref_id, format, record FROM {ks}.parts WHERE upload_id = ? AND number > ?",
+    // parts: the static `state` and every part row are written only by LWTs.
+    upload_open: Lwt => "INSERT INTO {ks}.parts (upload_id, state) VALUES (?, 'open') IF NOT EXISTS",
+    upload_set_state: Lwt => "UPDATE {ks}.parts SET state = ? WHERE upload_id = ? IF state = ?",
+    upload_state: SerialRead => "SELECT state FROM {ks}.parts WHERE upload_id = ? LIMIT 1",
+    part_record: Lwt => "UPDATE {ks}.parts SET ref_id = ?, format = ?, record = ? WHERE upload_id = ? AND number = ? IF state = 'open' AND ref_id = ?",
+    part_get: SerialRead => "SELECT ref_id, format, record FROM {ks}.parts WHERE upload_id = ? AND number = ?",
+    part_scan: Scan => "SELECT number, ref_id, format, record FROM {ks}.parts WHERE upload_id = ? AND number > ?",
     parts_delete: Idempotent => "DELETE FROM {ks}.parts WHERE upload_id = ?",
 
     // nodes
@@ -200,7 +216,7 @@ mod tests {
         let mut config = ScyllaConfig::from_spec("h/test_ks").unwrap();
         config.replication = super::super::config::Replication::Simple { factor: 3 };
         let statements = schema_statements(&config);
-        assert_eq!(statements.len(), 12, "{statements:#?}");
+        assert_eq!(statements.len(), 13, "{statements:#?}");
         assert!(statements[0].starts_with("CREATE KEYSPACE IF NOT EXISTS test_ks"));
         assert!(statements[0].contains("'replication_factor': 3"));
         for s in &statements[1..] {

@@ -37,8 +37,7 @@ impl MetadataStore for ScyllaStore {
             .await
     }
     async fn get_object(&self, bucket: &BucketRecord, key: &str) -> Result<Option<ObjectRecord>> {
-        let shard = super::listing::shard_of(key, bucket.shard_count);
-        self.read_object(&bucket.id, shard, key, false).await
+        self.current_object(bucket, key).await
     }
     async fn get_manifest(&self, version_id: &str) -> Result<Vec<ManifestEntry>> {
         // Like the embedded backend: `NoSuchKey` for a version without a manifest (unknown,
