@@ -20,6 +20,7 @@ pub mod cases;
 pub mod cases_chunks;
 pub mod cases_listing;
 pub mod cases_multipart;
+pub mod cases_races;
 pub mod util;
 
 use sdfbs_metadata::MetadataStore;
@@ -75,6 +76,13 @@ macro_rules! conformance_tests {
             cases_chunks::unreferenced_chunks_and_gc,
             cases_chunks::chunks_on_node_paged,
             cases_chunks::dedup_shares_chunk_records,
+            cases_races::delete_bucket_racing_commits_hides_nothing,
+            cases_races::delete_bucket_racing_uploads_hides_nothing,
+            cases_races::racing_uploads_of_one_part_number_keep_one,
+            cases_races::complete_racing_complete_and_abort,
+            cases_races::racing_overwrites_release_every_replaced_version,
+            cases_races::racing_deletes_and_overwrites_of_one_key,
+            cases_races::gc_delete_racing_reuse_keeps_referenced_chunk,
         );
     };
     (@cases $factory:path; $($module:ident :: $case:ident),* $(,)?) => {
