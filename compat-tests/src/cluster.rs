@@ -1,39 +1,43 @@
 //! [`Cluster`]: a real SDFBS cluster made of separate processes on loopback.
 //!
-//! One `sdfbs gateway` (embedded metadata in a temporary directory) and N `chunkd` processes,
-//! each with its own data directory, all on ephemeral `127.0.0.1` ports. The process contract
-//! this relies on (issue 4):
+//! One or more `sdfbs gateway` processes and N `chunkd` processes, each with its own data
+//! directory, all on ephemeral `127.0.0.1` ports. The gateways keep their metadata in an
+//! embedded redb file in a temporary directory (one gateway), or in a fresh keyspace on a
+//! Cassandra node (see [`Metadata`]), which several gateways can share: they then run with the
+//! same root key, admin token and cluster secret, and every node heartbeats to each of the
+//! gateways started with the cluster. The process contract this relies on (issue 4):
 //!
 //! * the gateway prints `sdfbs: s3 listening on http://127.0.0.1:PORT` and
 //!   `sdfbs: admin listening on http://127.0.0.1:PORT` on stdout once both listeners are bound;
 //! * chunkd prints `chunkd listening on http://127.0.0.1:PORT node_id=<id>` once bound, then
-//!   heartbeats to the gateway's admin port;
+//!   heartbeats to every `--gateway` admin port it was given;
 //! * `GET {admin}/health` answers JSON with `nodes_up`.
 //!
 //! Everything a cluster starts is killed when it is dropped, including on panic, when the
-//! tail of every process log is printed to help whoever reads the failure.
+//! tail of every process log is printed to help whoever reads the failure; a Cassandra
+//! keyspace is dropped after the gateways are gone.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use rand::{distributions::Alphanumeric, Rng};
 
 use crate::http;
-
-/// How long a process may take to print its "listening on" line, and the cluster to report
-/// every node Up.
-const START_DEADLINE: Duration = Duration::from_secs(60);
+use crate::metadata::{Metadata, MetadataStore};
+use crate::process::{clean_env, kill, spawn_logged, tail, wait_lines, START_DEADLINE};
 
 /// Options of [`Cluster::start`].
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
     /// Number of chunkd processes (3 by default).
     pub nodes: usize,
+    /// Where the gateways keep their metadata (embedded by default).
+    pub metadata: Metadata,
+    /// Number of `sdfbs gateway` processes (1 by default); more than one needs a shared
+    /// metadata store ([`Metadata::Cassandra`]).
+    pub gateways: usize,
     /// `--replication` of the gateway (its default when `None`).
     pub replication: Option<usize>,
     /// `--node-down-after` of the gateway, e.g. `"2s"` (its default when `None`).
@@ -46,9 +50,21 @@ impl Default for ClusterOptions {
     fn default() -> Self {
         ClusterOptions {
             nodes: 3,
+            metadata: Metadata::Embedded,
+            gateways: 1,
             replication: None,
             node_down_after: None,
             gateway_args: Vec::new(),
+        }
+    }
+}
+
+impl ClusterOptions {
+    /// The default options with metadata in `metadata`.
+    pub fn with_metadata(metadata: Metadata) -> ClusterOptions {
+        ClusterOptions {
+            metadata,
+            ..ClusterOptions::default()
         }
     }
 }
@@ -101,15 +117,26 @@ struct Node {
     node_id: Option<String>,
 }
 
+/// A running gateway process (`sdfbs gateway`, or `sdfbs dev` for a dev cluster).
+struct GatewayProcess {
+    log: PathBuf,
+    child: Option<Child>,
+    s3_url: String,
+    admin_url: String,
+}
+
 /// A running cluster. See the module documentation.
 pub struct Cluster {
     dir: tempfile::TempDir,
-    gateway: Option<Child>,
-    gateway_log: PathBuf,
+    /// The `--metadata` of the gateways; owns the Cassandra keyspace, dropped after them.
+    store: MetadataStore,
+    /// `sdfbs gateway` flags besides the metadata and the listeners (for added gateways).
+    gateway_flags: Vec<String>,
+    gateways: Vec<GatewayProcess>,
     nodes: Vec<Node>,
-    /// S3 endpoint, e.g. `http://127.0.0.1:41234`.
+    /// S3 endpoint of the first gateway, e.g. `http://127.0.0.1:41234`.
     pub s3_url: String,
-    /// Admin endpoint, e.g. `http://127.0.0.1:41235`.
+    /// Admin endpoint of the first gateway, e.g. `http://127.0.0.1:41235`.
     pub admin_url: String,
     /// Root access key id (given to the gateway by `SDFBS_ROOT_ACCESS_KEY`).
     pub access_key: String,
@@ -124,8 +151,9 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts a gateway and `opts.nodes` chunkd processes and waits until every node is Up.
-    /// Panics (with the process logs) if that does not happen within a minute.
+    /// Starts `opts.gateways` gateways and `opts.nodes` chunkd processes and waits until every
+    /// gateway reports every node Up. Panics (with the process logs) if that does not happen
+    /// within a minute.
     pub fn start(opts: ClusterOptions) -> Cluster {
         match Self::try_start(opts) {
             Ok(c) => c,
@@ -137,7 +165,13 @@ impl Cluster {
     /// it) on ephemeral ports with its data directory in a temporary directory, and waits until
     /// its N nodes are Up. Used by the benchmark; node-level methods do not apply to it.
     pub fn start_dev(nodes: usize) -> Result<Cluster> {
-        let mut cluster = Self::new_empty()?;
+        Self::start_dev_with(nodes, &Metadata::Embedded)
+    }
+
+    /// [`Cluster::start_dev`] with its metadata in `metadata` (`sdfbs dev --metadata
+    /// scylla:...` for Cassandra; the data directory then holds only the nodes' chunks).
+    pub fn start_dev_with(nodes: usize, metadata: &Metadata) -> Result<Cluster> {
+        let mut cluster = Self::new_empty(metadata)?;
         let mut cmd = Command::new(binary("sdfbs"));
         cmd.arg("dev")
             .arg("--data-dir")
@@ -149,16 +183,20 @@ impl Cluster {
                 "--admin-listen",
                 "127.0.0.1:0",
             ]);
+        if metadata.is_shared() {
+            cmd.args(["--metadata", &cluster.store.spec]);
+        }
         cluster.launch_gateway(cmd)?;
         cluster.wait_nodes_up(nodes)?;
         Ok(cluster)
     }
 
-    fn new_empty() -> Result<Cluster> {
+    fn new_empty(metadata: &Metadata) -> Result<Cluster> {
         let dir = tempfile::Builder::new().prefix("sdfbs-compat-").tempdir()?;
         Ok(Cluster {
-            gateway: None,
-            gateway_log: dir.path().join("gateway.log"),
+            store: MetadataStore::new(metadata, dir.path())?,
+            gateway_flags: Vec::new(),
+            gateways: Vec::new(),
             nodes: Vec::new(),
             s3_url: String::new(),
             admin_url: String::new(),
@@ -172,18 +210,29 @@ impl Cluster {
     }
 
     /// Spawns the gateway command `cmd` with this cluster's credentials and waits for its two
-    /// "listening on" lines.
+    /// "listening on" lines. The first gateway's endpoints are also `s3_url` and `admin_url`.
     fn launch_gateway(&mut self, mut cmd: Command) -> Result<()> {
         clean_env(&mut cmd);
         cmd.env("SDFBS_ROOT_ACCESS_KEY", &self.access_key)
             .env("SDFBS_ROOT_SECRET_KEY", &self.secret_key)
             .env("SDFBS_ADMIN_TOKEN", &self.admin_token)
             .env("SDFBS_CLUSTER_SECRET", &self.cluster_secret);
-        let (child, lines) = spawn_logged(cmd, &self.gateway_log)?;
-        self.gateway = Some(child);
+        let i = self.gateways.len();
+        let log = self.dir.path().join(match i {
+            0 => "gateway.log".to_string(),
+            i => format!("gateway{i}.log"),
+        });
+        let (child, lines) = spawn_logged(cmd, &log)?;
+        // Pushed before waiting, so that a failed start is still killed and its log shown.
+        self.gateways.push(GatewayProcess {
+            log: log.clone(),
+            child: Some(child),
+            s3_url: String::new(),
+            admin_url: String::new(),
+        });
         let mut s3 = None;
         let mut admin = None;
-        wait_lines(&lines, &self.gateway_log, |line| {
+        wait_lines(&lines, &log, |line| {
             if let Some(u) = line.strip_prefix("sdfbs: s3 listening on ") {
                 s3 = Some(u.trim().to_string());
             } else if let Some(u) = line.strip_prefix("sdfbs: admin listening on ") {
@@ -191,37 +240,63 @@ impl Cluster {
             }
             s3.is_some() && admin.is_some()
         })
-        .context("waiting for the gateway's `sdfbs: s3/admin listening on` lines")?;
-        self.s3_url = s3.unwrap_or_default();
-        self.admin_url = admin.unwrap_or_default();
+        .with_context(|| {
+            format!("waiting for gateway {i}'s `sdfbs: s3/admin listening on` lines")
+        })?;
+        let g = &mut self.gateways[i];
+        g.s3_url = s3.unwrap_or_default();
+        g.admin_url = admin.unwrap_or_default();
+        if i == 0 {
+            self.s3_url = g.s3_url.clone();
+            self.admin_url = g.admin_url.clone();
+        }
         Ok(())
     }
 
-    fn try_start(opts: ClusterOptions) -> Result<Cluster> {
-        let sdfbs = binary("sdfbs");
-        let chunkd = binary("chunkd");
-        // From here on, an early return drops `cluster`, which kills what was started.
-        let mut cluster = Self::new_empty()?;
-        let meta = cluster.dir.path().join("meta.redb");
-        let mut cmd = Command::new(&sdfbs);
+    /// Starts one more `sdfbs gateway` on this cluster's metadata store.
+    fn spawn_gateway(&mut self) -> Result<()> {
+        let mut cmd = Command::new(binary("sdfbs"));
         cmd.arg("gateway")
-            .arg("--metadata")
-            .arg(format!("embedded:{}", meta.display()))
-            .args(["--cluster-secret", &cluster.cluster_secret])
+            .args(["--metadata", &self.store.spec])
+            .args(["--cluster-secret", &self.cluster_secret])
             .args([
                 "--s3-listen",
                 "127.0.0.1:0",
                 "--admin-listen",
                 "127.0.0.1:0",
-            ]);
+            ])
+            .args(&self.gateway_flags);
+        self.launch_gateway(cmd)
+    }
+
+    fn try_start(opts: ClusterOptions) -> Result<Cluster> {
+        if opts.gateways == 0 {
+            bail!("a cluster needs at least one gateway");
+        }
+        if opts.gateways > 1 && !opts.metadata.is_shared() {
+            bail!("several gateways need a shared metadata store (Metadata::Cassandra)");
+        }
+        let chunkd = binary("chunkd");
+        // From here on, an early return drops `cluster`, which kills what was started and
+        // drops its keyspace.
+        let mut cluster = Self::new_empty(&opts.metadata)?;
         if let Some(r) = opts.replication {
-            cmd.args(["--replication", &r.to_string()]);
+            cluster
+                .gateway_flags
+                .extend(["--replication".to_string(), r.to_string()]);
         }
         if let Some(d) = &opts.node_down_after {
-            cmd.args(["--node-down-after", d]);
+            cluster
+                .gateway_flags
+                .extend(["--node-down-after".to_string(), d.clone()]);
         }
-        cmd.args(&opts.gateway_args);
-        cluster.launch_gateway(cmd)?;
+        cluster
+            .gateway_flags
+            .extend(opts.gateway_args.iter().cloned());
+        // One after the other: the first creates the keyspace and tables, the others find them.
+        for _ in 0..opts.gateways {
+            cluster.spawn_gateway()?;
+        }
 
         for i in 0..opts.nodes {
             let data_dir = cluster.dir.path().join(format!("node{i}"));
@@ -235,13 +310,42 @@ impl Cluster {
             });
             cluster.spawn_node(&chunkd, i)?;
         }
-        cluster.wait_nodes_up(opts.nodes)?;
+        for g in 0..cluster.gateways.len() {
+            cluster.wait_nodes_up_on(g, opts.nodes)?;
+        }
         Ok(cluster)
     }
 
-    /// Process id of the gateway (of `sdfbs dev` for a dev cluster), e.g. to sample its memory.
+    /// Starts another gateway on this cluster's shared metadata store, with the same
+    /// credentials and flags, and returns its index. The running nodes do not heartbeat to it:
+    /// it learns them from the store, where the other gateways record their heartbeats.
+    pub fn add_gateway(&mut self) -> Result<usize> {
+        if self.store.keyspace.is_none() {
+            bail!("a second gateway needs a shared metadata store (Metadata::Cassandra)");
+        }
+        self.spawn_gateway()?;
+        Ok(self.gateways.len() - 1)
+    }
+
+    /// Number of gateways started (running or not).
+    pub fn gateway_count(&self) -> usize {
+        self.gateways.len()
+    }
+
+    /// S3 endpoint of gateway `i`.
+    pub fn s3_url_of(&self, i: usize) -> &str {
+        &self.gateways[i].s3_url
+    }
+
+    /// Admin endpoint of gateway `i`.
+    pub fn admin_url_of(&self, i: usize) -> &str {
+        &self.gateways[i].admin_url
+    }
+
+    /// Process id of the first gateway (of `sdfbs dev` for a dev cluster), e.g. to sample its
+    /// memory.
     pub fn gateway_pid(&self) -> Option<u32> {
-        self.gateway.as_ref().map(Child::id)
+        self.gateways.first()?.child.as_ref().map(Child::id)
     }
 
     fn spawn_node(&mut self, chunkd: &Path, i: usize) -> Result<()> {
@@ -251,8 +355,10 @@ impl Cluster {
             .arg(&node.data_dir)
             .args(["--listen", "127.0.0.1:0"])
             .args(["--cluster-secret", &self.cluster_secret])
-            .args(["--gateway", &self.admin_url])
             .args(["--heartbeat-interval", "200ms"]);
+        for g in &self.gateways {
+            cmd.args(["--gateway", &g.admin_url]);
+        }
         clean_env(&mut cmd);
         let (child, lines) = spawn_logged(cmd, &node.log)?;
         node.child = Some(child);
@@ -275,9 +381,14 @@ impl Cluster {
         Ok(())
     }
 
-    /// `GET {admin}/health` as JSON.
+    /// `GET {admin}/health` of the first gateway as JSON.
     pub fn health(&self) -> Result<serde_json::Value> {
-        let url = format!("{}/health", self.admin_url);
+        self.health_of(0)
+    }
+
+    /// `GET {admin}/health` of gateway `i` as JSON.
+    pub fn health_of(&self, i: usize) -> Result<serde_json::Value> {
+        let url = format!("{}/health", self.admin_url_of(i));
         let resp = http::get(&url, Some(&self.admin_token))?;
         if resp.status != 200 {
             bail!(
@@ -289,24 +400,39 @@ impl Cluster {
         resp.json()
     }
 
-    /// Polls `/health` until `nodes_up == n` (within a minute).
+    /// Polls the first gateway's `/health` until `nodes_up == n` (within a minute).
     pub fn wait_nodes_up(&self, n: usize) -> Result<()> {
-        self.wait_health(&format!("nodes_up == {n}"), |h| {
+        self.wait_nodes_up_on(0, n)
+    }
+
+    /// Polls gateway `i`'s `/health` until `nodes_up == n` (within a minute).
+    pub fn wait_nodes_up_on(&self, i: usize, n: usize) -> Result<()> {
+        self.wait_health_of(i, &format!("nodes_up == {n} on gateway {i}"), |h| {
             h["nodes_up"].as_u64() == Some(n as u64)
         })
     }
 
-    /// Polls `/health` until `pred` holds (within a minute); `what` names the condition in the
-    /// error.
+    /// Polls the first gateway's `/health` until `pred` holds (within a minute); `what` names
+    /// the condition in the error.
     pub fn wait_health(
         &self,
+        what: &str,
+        pred: impl FnMut(&serde_json::Value) -> bool,
+    ) -> Result<()> {
+        self.wait_health_of(0, what, pred)
+    }
+
+    /// [`Cluster::wait_health`] on gateway `i`.
+    pub fn wait_health_of(
+        &self,
+        i: usize,
         what: &str,
         mut pred: impl FnMut(&serde_json::Value) -> bool,
     ) -> Result<()> {
         let deadline = Instant::now() + START_DEADLINE;
         let mut last = String::from("no answer yet");
         while Instant::now() < deadline {
-            match self.health() {
+            match self.health_of(i) {
                 Ok(h) if pred(&h) => return Ok(()),
                 Ok(h) => last = h.to_string(),
                 Err(e) => last = format!("{e:#}"),
@@ -392,10 +518,7 @@ impl Cluster {
 
     /// Kills node `i` with SIGKILL (no chance to flush or say goodbye) and reaps it.
     pub fn kill_node(&mut self, i: usize) {
-        if let Some(mut child) = self.nodes[i].child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill(self.nodes[i].child.take());
         self.nodes[i].url = None;
     }
 
@@ -407,12 +530,13 @@ impl Cluster {
         self.spawn_node(&chunkd, i)
     }
 
-    /// Stops the gateway with SIGTERM and returns its exit status (the contract: graceful stop,
-    /// exit 0). Nodes keep running until the cluster is dropped.
+    /// Stops the first gateway with SIGTERM and returns its exit status (the contract: graceful
+    /// stop, exit 0). Nodes keep running until the cluster is dropped.
     pub fn terminate_gateway(&mut self, timeout: Duration) -> Result<ExitStatus> {
         let mut child = self
-            .gateway
-            .take()
+            .gateways
+            .first_mut()
+            .and_then(|g| g.child.take())
             .ok_or_else(|| anyhow!("the gateway is not running"))?;
         // SAFETY: kill(2) on the pid of a child we own and have not reaped yet.
         let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
@@ -449,7 +573,10 @@ impl Cluster {
 
     /// The last lines of every process log, for failure messages.
     pub fn log_tails(&self) -> String {
-        let mut out = tail("gateway", &self.gateway_log);
+        let mut out = String::new();
+        for (i, g) in self.gateways.iter().enumerate() {
+            out.push_str(&tail(&format!("gateway{i}"), &g.log));
+        }
         for (i, n) in self.nodes.iter().enumerate() {
             out.push_str(&tail(&format!("node{i}"), &n.log));
         }
@@ -460,102 +587,15 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         for n in &mut self.nodes {
-            if let Some(mut c) = n.child.take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+            kill(n.child.take());
         }
-        if let Some(mut g) = self.gateway.take() {
-            let _ = g.kill();
-            let _ = g.wait();
+        for g in &mut self.gateways {
+            kill(g.child.take());
         }
         if std::thread::panicking() {
             eprintln!("--- cluster logs (test failed) ---\n{}", self.log_tails());
         }
+        // Only now that no gateway can write to it any more.
+        drop(self.store.keyspace.take());
     }
-}
-
-/// Removes inherited SDFBS_* variables so the machine's environment cannot change what a test
-/// cluster does, and asks for readable logs.
-fn clean_env(cmd: &mut Command) {
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("SDFBS_") {
-            cmd.env_remove(&k);
-        }
-    }
-    if std::env::var_os("RUST_LOG").is_none() {
-        cmd.env("RUST_LOG", "info");
-    }
-    cmd.env("RUST_BACKTRACE", "1").env("NO_COLOR", "1");
-}
-
-/// Spawns `cmd` with stderr appended to `log` and stdout read line by line on a thread. Every
-/// stdout line is also copied to the log. The returned channel yields the lines; the thread
-/// keeps draining stdout after the receiver is gone so the child never blocks on a full pipe.
-fn spawn_logged(mut cmd: Command, log: &Path) -> Result<(Child, mpsc::Receiver<String>)> {
-    let err = File::create(log).with_context(|| format!("creating {}", log.display()))?;
-    let mut out_log = err.try_clone()?;
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(err));
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("spawning {:?}", cmd.get_program()))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow!("no stdout pipe"))?;
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::Write;
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = writeln!(out_log, "[stdout] {line}");
-            let _ = tx.send(line);
-        }
-    });
-    Ok((child, rx))
-}
-
-/// Feeds stdout lines to `done` until it returns true; fails on EOF (the process died) or after
-/// [`START_DEADLINE`].
-fn wait_lines(
-    lines: &mpsc::Receiver<String>,
-    log: &Path,
-    mut done: impl FnMut(&str) -> bool,
-) -> Result<()> {
-    let deadline = Instant::now() + START_DEADLINE;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) => {
-                if done(&line) {
-                    return Ok(());
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                bail!("timed out after {START_DEADLINE:?}\n{}", tail("log", log))
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                // Give stderr a moment to reach the file before showing it.
-                std::thread::sleep(Duration::from_millis(100));
-                bail!(
-                    "the process closed its stdout (exited?)\n{}",
-                    tail("log", log)
-                )
-            }
-        }
-    }
-}
-
-fn tail(name: &str, path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    let from = lines.len().saturating_sub(40);
-    format!(
-        "== {name} ({}), last {} lines ==\n{}\n",
-        path.display(),
-        lines.len() - from,
-        lines[from..].join("\n")
-    )
 }
