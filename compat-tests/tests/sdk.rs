@@ -3,7 +3,10 @@
 //! SHA-256, ETags, headers, listings, HTTP status and S3 error codes).
 //!
 //! Each test starts its own cluster (a gateway and three chunkd processes) and stops it when it
-//! ends. The tests are split by operation family into the modules under `tests/sdk/`.
+//! ends. The tests are split by operation family into the modules under `tests/sdk/`. Every
+//! test body runs on both metadata backends (`on_each_backend!`): `NAME::embedded`, and
+//! `NAME::cassandra` on a fresh keyspace of the node named by `SDFBS_TEST_SCYLLA` (skipped
+//! without it; `cargo test --test sdk cassandra` runs only those).
 
 mod common;
 

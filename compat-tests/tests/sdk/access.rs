@@ -6,9 +6,12 @@
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
-use sdfbs_compat_tests::{http, run_ok, Cluster, ClusterOptions};
+use sdfbs_compat_tests::{http, on_each_backend, run_ok, Cluster, ClusterOptions, Metadata};
 
 use crate::common::{assert_err, body_bytes, client, client_with, ok, Checksums};
+
+// Each test runs once per metadata backend: `NAME::embedded` and `NAME::cassandra`.
+on_each_backend!(per_bucket_permissions);
 
 /// Creates an access key through `POST {admin}/admin/keys`; returns (id, secret).
 pub(crate) fn create_key(
@@ -37,9 +40,8 @@ pub(crate) fn create_key(
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn per_bucket_permissions() {
-    let cluster = Cluster::start(ClusterOptions::default());
+async fn per_bucket_permissions(metadata: Metadata) {
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let root = client(&cluster, Checksums::Default);
     for b in ["team-a", "team-b"] {
         ok(root.create_bucket().bucket(b).send().await);

@@ -12,12 +12,20 @@ use aws_sdk_s3::types::{
     StorageClass,
 };
 use aws_sdk_s3::Client;
-use sdfbs_compat_tests::{random_bytes, run_ok, Cluster, ClusterOptions};
+use sdfbs_compat_tests::{
+    on_each_backend, random_bytes, run_ok, Cluster, ClusterOptions, Metadata,
+};
 
 use crate::access::create_key;
 use crate::common::{assert_err, bucket, client, client_with, md5_hex, ok, Checksums};
 use crate::integrity::checksum;
 use crate::versions::OTHER_VERSION;
+
+// Each test runs once per metadata backend: `NAME::embedded` and `NAME::cassandra`.
+on_each_backend!(
+    attributes_of_a_single_part_object,
+    attributes_of_a_multipart_object
+);
 
 const MIB: usize = 1 << 20;
 
@@ -54,9 +62,8 @@ fn listed_parts(out: &GetObjectAttributesOutput) -> Vec<(i32, i64)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attributes_of_a_single_part_object() {
-    let cluster = Cluster::start(ClusterOptions::default());
+async fn attributes_of_a_single_part_object(metadata: Metadata) {
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let s3 = client(&cluster, Checksums::Default);
     let b = bucket("attrs");
     ok(s3.create_bucket().bucket(&b).send().await);
@@ -259,9 +266,8 @@ async fn multipart_upload(
     out.e_tag().unwrap_or_default().to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn attributes_of_a_multipart_object() {
-    let cluster = Cluster::start(ClusterOptions::default());
+async fn attributes_of_a_multipart_object(metadata: Metadata) {
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let s3 = client(&cluster, Checksums::Default);
     let b = bucket("attrs-mpu");
     ok(s3.create_bucket().bucket(&b).send().await);

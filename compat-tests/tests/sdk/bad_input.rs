@@ -6,13 +6,15 @@ use std::time::Duration;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_smithy_types::body::SdkBody;
-use sdfbs_compat_tests::{http, Cluster, ClusterOptions};
+use sdfbs_compat_tests::{http, on_each_backend, Cluster, ClusterOptions, Metadata};
 
 use crate::common::{assert_err, bucket, client, client_with, ok, Checksums};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_requests_get_s3_errors() {
-    let cluster = Cluster::start(ClusterOptions::default());
+// Each test runs once per metadata backend: `NAME::embedded` and `NAME::cassandra`.
+on_each_backend!(bad_requests_get_s3_errors);
+
+async fn bad_requests_get_s3_errors(metadata: Metadata) {
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let s3 = client(&cluster, Checksums::WhenRequired);
     let b = bucket("bad");
     ok(s3.create_bucket().bucket(&b).send().await);

@@ -1,13 +1,15 @@
 //! CreateBucket, HeadBucket, ListBuckets, GetBucketLocation, DeleteBucket.
 
 use aws_sdk_s3::primitives::ByteStream;
-use sdfbs_compat_tests::{Cluster, ClusterOptions};
+use sdfbs_compat_tests::{on_each_backend, Cluster, ClusterOptions, Metadata};
 
 use crate::common::{assert_err, client, err_of, ok, Checksums};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bucket_lifecycle() {
-    let cluster = Cluster::start(ClusterOptions::default());
+// Each test runs once per metadata backend: `NAME::embedded` and `NAME::cassandra`.
+on_each_backend!(bucket_lifecycle, list_buckets_pages);
+
+async fn bucket_lifecycle(metadata: Metadata) {
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let s3 = client(&cluster, Checksums::Default);
 
     ok(s3.create_bucket().bucket("photos-2024").send().await);
@@ -98,9 +100,8 @@ fn bucket_names(out: &aws_sdk_s3::operation::list_buckets::ListBucketsOutput) ->
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn list_buckets_pages() {
-    let cluster = Cluster::start(ClusterOptions::default());
+async fn list_buckets_pages(metadata: Metadata) {
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let s3 = client(&cluster, Checksums::Default);
     // Created out of order; listed by name.
     let logs = ["logs-c", "logs-a", "logs-e", "logs-b", "logs-d"];

@@ -3,10 +3,18 @@
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, ChecksumType, MetadataDirective};
-use sdfbs_compat_tests::{random_bytes, sha256_hex, Cluster, ClusterOptions};
+use sdfbs_compat_tests::{
+    on_each_backend, random_bytes, sha256_hex, Cluster, ClusterOptions, Metadata,
+};
 
 use crate::common::{assert_err, body_bytes, bucket, client, ok, quoted_md5, Checksums};
 use crate::integrity::checksum;
+
+// Each test runs once per metadata backend: `NAME::embedded` and `NAME::cassandra`.
+on_each_backend!(
+    copy_object_and_dedup,
+    copy_object_computes_a_new_checksum_algorithm
+);
 
 /// Percent-encodes a key for `x-amz-copy-source` (everything but unreserved characters and `/`).
 fn encode_key(key: &str) -> String {
@@ -21,9 +29,8 @@ fn encode_key(key: &str) -> String {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn copy_object_and_dedup() {
-    let cluster = Cluster::start(ClusterOptions::default());
+async fn copy_object_and_dedup(metadata: Metadata) {
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let s3 = client(&cluster, Checksums::Default);
     let (src_b, dst_b) = (bucket("src"), bucket("dst"));
     ok(s3.create_bucket().bucket(&src_b).send().await);
@@ -132,9 +139,8 @@ async fn copy_object_and_dedup() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn copy_object_computes_a_new_checksum_algorithm() {
-    let cluster = Cluster::start(ClusterOptions::default());
+async fn copy_object_computes_a_new_checksum_algorithm(metadata: Metadata) {
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let s3 = client(&cluster, Checksums::Default);
     let plain = client(&cluster, Checksums::WhenRequired);
     let b = bucket("ck");

@@ -11,9 +11,18 @@ use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart,
 };
 use aws_sdk_s3::Client;
-use sdfbs_compat_tests::{random_bytes, Cluster, ClusterOptions};
+use sdfbs_compat_tests::{on_each_backend, random_bytes, Cluster, ClusterOptions, Metadata};
 
 use crate::common::{assert_err, body_bytes, bucket, client, ok, Checksums};
+
+// Each test runs once per metadata backend: `NAME::embedded` and `NAME::cassandra`.
+on_each_backend!(
+    checksums_default_settings,
+    checksums_when_required,
+    multipart_composite_and_full_object_checksums,
+    single_put_over_five_gib_is_entity_too_large,
+    body_ending_early_creates_nothing
+);
 
 const MIB: usize = 1 << 20;
 
@@ -80,8 +89,8 @@ const ALGS: [(&str, ChecksumAlgorithm); 5] = [
     ("sha256", ChecksumAlgorithm::Sha256),
 ];
 
-async fn checksum_algorithms(checksums: Checksums) {
-    let cluster = Cluster::start(ClusterOptions::default());
+async fn checksum_algorithms(metadata: Metadata, checksums: Checksums) {
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let s3 = client(&cluster, checksums);
     let b = bucket("sums");
     ok(s3.create_bucket().bucket(&b).send().await);
@@ -202,19 +211,16 @@ async fn checksum_algorithms(checksums: Checksums) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn checksums_default_settings() {
-    checksum_algorithms(Checksums::Default).await;
+async fn checksums_default_settings(metadata: Metadata) {
+    checksum_algorithms(metadata, Checksums::Default).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn checksums_when_required() {
-    checksum_algorithms(Checksums::WhenRequired).await;
+async fn checksums_when_required(metadata: Metadata) {
+    checksum_algorithms(metadata, Checksums::WhenRequired).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn multipart_composite_and_full_object_checksums() {
-    let cluster = Cluster::start(ClusterOptions::default());
+async fn multipart_composite_and_full_object_checksums(metadata: Metadata) {
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let s3 = client(&cluster, Checksums::Default);
     let b = bucket("mpusums");
     ok(s3.create_bucket().bucket(&b).send().await);
@@ -374,9 +380,8 @@ fn raw_presigned_put_answer(url: &str, declared: usize, body: &[u8]) -> String {
     String::from_utf8_lossy(&resp).into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn single_put_over_five_gib_is_entity_too_large() {
-    let cluster = Cluster::start(ClusterOptions::default());
+async fn single_put_over_five_gib_is_entity_too_large(metadata: Metadata) {
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let s3 = client(&cluster, Checksums::WhenRequired);
     let b = bucket("huge");
     ok(s3.create_bucket().bucket(&b).send().await);
@@ -406,9 +411,8 @@ async fn single_put_over_five_gib_is_entity_too_large() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn body_ending_early_creates_nothing() {
-    let cluster = Cluster::start(ClusterOptions::default());
+async fn body_ending_early_creates_nothing(metadata: Metadata) {
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let s3 = client(&cluster, Checksums::WhenRequired);
     let b = bucket("early");
     ok(s3.create_bucket().bucket(&b).send().await);

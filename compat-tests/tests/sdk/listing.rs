@@ -3,9 +3,15 @@
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::EncodingType;
-use sdfbs_compat_tests::{Cluster, ClusterOptions};
+use sdfbs_compat_tests::{on_each_backend, Cluster, ClusterOptions, Metadata};
 
 use crate::common::{bucket, client, ok, Checksums};
+
+// Each test runs once per metadata backend: `NAME::embedded` and `NAME::cassandra`.
+on_each_backend!(
+    list_objects_v1_and_v2,
+    listing_past_the_default_page_of_1000
+);
 
 const KEYS: &[&str] = &[
     "a/1.txt",
@@ -45,9 +51,8 @@ fn url_decode(s: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn list_objects_v1_and_v2() {
-    let cluster = Cluster::start(ClusterOptions::default());
+async fn list_objects_v1_and_v2(metadata: Metadata) {
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let s3 = client(&cluster, Checksums::Default);
     let b = bucket("listing");
     ok(s3.create_bucket().bucket(&b).send().await);
@@ -243,9 +248,8 @@ async fn list_objects_v1_and_v2() {
     assert_eq!(prefixes, ["a/b/"]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn listing_past_the_default_page_of_1000() {
-    let cluster = Cluster::start(ClusterOptions::default());
+async fn listing_past_the_default_page_of_1000(metadata: Metadata) {
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let s3 = client(&cluster, Checksums::WhenRequired);
     let b = bucket("many");
     ok(s3.create_bucket().bucket(&b).send().await);

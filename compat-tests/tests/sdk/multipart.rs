@@ -5,9 +5,18 @@
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
-use sdfbs_compat_tests::{random_bytes, sha256_hex, Cluster, ClusterOptions};
+use sdfbs_compat_tests::{
+    on_each_backend, random_bytes, sha256_hex, Cluster, ClusterOptions, Metadata,
+};
 
 use crate::common::{assert_err, body_bytes, bucket, client, md5_hex, ok, Checksums};
+
+// Each test runs once per metadata backend: `NAME::embedded` and `NAME::cassandra`.
+on_each_backend!(
+    multipart_default_checksums,
+    multipart_when_required,
+    multipart_small_parts_abort_and_part_copy
+);
 
 const MIB: usize = 1 << 20;
 
@@ -47,8 +56,8 @@ async fn upload_part(s3: &Client, b: &str, key: &str, id: &str, n: i32, data: &[
     etag
 }
 
-async fn multipart(checksums: Checksums) {
-    let cluster = Cluster::start(ClusterOptions::default());
+async fn multipart(metadata: Metadata, checksums: Checksums) {
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let s3 = client(&cluster, checksums);
     let b = bucket("mpu");
     ok(s3.create_bucket().bucket(&b).send().await);
@@ -228,19 +237,16 @@ async fn multipart(checksums: Checksums) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn multipart_default_checksums() {
-    multipart(Checksums::Default).await;
+async fn multipart_default_checksums(metadata: Metadata) {
+    multipart(metadata, Checksums::Default).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn multipart_when_required() {
-    multipart(Checksums::WhenRequired).await;
+async fn multipart_when_required(metadata: Metadata) {
+    multipart(metadata, Checksums::WhenRequired).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn multipart_small_parts_abort_and_part_copy() {
-    let cluster = Cluster::start(ClusterOptions::default());
+async fn multipart_small_parts_abort_and_part_copy(metadata: Metadata) {
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let s3 = client(&cluster, Checksums::Default);
     let b = bucket("mpu2");
     ok(s3.create_bucket().bucket(&b).send().await);

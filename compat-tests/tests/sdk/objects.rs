@@ -3,14 +3,24 @@
 
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
-use sdfbs_compat_tests::{random_bytes, sha256_hex, Cluster, ClusterOptions};
+use sdfbs_compat_tests::{
+    on_each_backend, random_bytes, sha256_hex, Cluster, ClusterOptions, Metadata,
+};
 
 use crate::common::{assert_err, body_bytes, bucket, client, err_of, ok, quoted_md5, Checksums};
 
+// Each test runs once per metadata backend: `NAME::embedded` and `NAME::cassandra`.
+on_each_backend!(
+    objects_roundtrip_default_checksums,
+    objects_roundtrip_when_required,
+    ranges_and_conditional_get,
+    conditional_put_is_atomic
+);
+
 const MIB: usize = 1 << 20;
 
-async fn roundtrip(checksums: Checksums) {
-    let cluster = Cluster::start(ClusterOptions::default());
+async fn roundtrip(metadata: Metadata, checksums: Checksums) {
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let s3 = client(&cluster, checksums);
     let b = bucket("objects");
     ok(s3.create_bucket().bucket(&b).send().await);
@@ -210,19 +220,16 @@ async fn roundtrip(checksums: Checksums) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn objects_roundtrip_default_checksums() {
-    roundtrip(Checksums::Default).await;
+async fn objects_roundtrip_default_checksums(metadata: Metadata) {
+    roundtrip(metadata, Checksums::Default).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn objects_roundtrip_when_required() {
-    roundtrip(Checksums::WhenRequired).await;
+async fn objects_roundtrip_when_required(metadata: Metadata) {
+    roundtrip(metadata, Checksums::WhenRequired).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ranges_and_conditional_get() {
-    let cluster = Cluster::start(ClusterOptions::default());
+async fn ranges_and_conditional_get(metadata: Metadata) {
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let s3 = client(&cluster, Checksums::Default);
     let b = bucket("ranges");
     ok(s3.create_bucket().bucket(&b).send().await);
@@ -356,9 +363,8 @@ async fn ranges_and_conditional_get() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conditional_put_is_atomic() {
-    let cluster = Cluster::start(ClusterOptions::default());
+async fn conditional_put_is_atomic(metadata: Metadata) {
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let s3 = client(&cluster, Checksums::Default);
     let b = bucket("condput");
     ok(s3.create_bucket().bucket(&b).send().await);

@@ -11,10 +11,15 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::types::ChecksumMode;
 use aws_smithy_types::date_time::Format;
-use sdfbs_compat_tests::{http, random_bytes, sha256_hex, Cluster, ClusterOptions};
+use sdfbs_compat_tests::{
+    http, on_each_backend, random_bytes, sha256_hex, Cluster, ClusterOptions, Metadata,
+};
 use sha2::{Digest, Sha256};
 
 use crate::common::{assert_err, body_bytes, bucket, client, ok, Checksums};
+
+// Each test runs once per metadata backend: `NAME::embedded` and `NAME::cassandra`.
+on_each_backend!(bodies_failing_signature_or_checksum_create_nothing);
 
 fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
     let mut k = [0u8; 64];
@@ -251,9 +256,8 @@ fn crc32_b64(data: &[u8]) -> String {
     c.header_value().to_str().unwrap().to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bodies_failing_signature_or_checksum_create_nothing() {
-    let cluster = Cluster::start(ClusterOptions::default());
+async fn bodies_failing_signature_or_checksum_create_nothing(metadata: Metadata) {
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let s3 = client(&cluster, Checksums::WhenRequired);
     let b = bucket("signed");
     ok(s3.create_bucket().bucket(&b).send().await);

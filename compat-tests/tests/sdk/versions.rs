@@ -7,18 +7,25 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     BucketVersioningStatus, Delete, ObjectIdentifier, VersioningConfiguration,
 };
-use sdfbs_compat_tests::{random_bytes, run_ok, sha256_hex, Cluster, ClusterOptions};
+use sdfbs_compat_tests::{
+    on_each_backend, random_bytes, run_ok, sha256_hex, Cluster, ClusterOptions, Metadata,
+};
 
 use crate::access::create_key;
 use crate::common::{assert_err, body_bytes, bucket, client, client_with, ok, Checksums};
+
+// Each test runs once per metadata backend: `NAME::embedded` and `NAME::cassandra`.
+on_each_backend!(
+    version_ids_of_an_unversioned_bucket,
+    bucket_versioning_is_never_enabled
+);
 
 /// A well-formed S3 version id (from AWS's documentation) that names no version here.
 pub(crate) const OTHER_VERSION: &str =
     "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn version_ids_of_an_unversioned_bucket() {
-    let cluster = Cluster::start(ClusterOptions::default());
+async fn version_ids_of_an_unversioned_bucket(metadata: Metadata) {
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let s3 = client(&cluster, Checksums::Default);
     let b = bucket("versions");
     ok(s3.create_bucket().bucket(&b).send().await);
@@ -162,9 +169,8 @@ async fn version_ids_of_an_unversioned_bucket() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bucket_versioning_is_never_enabled() {
-    let cluster = Cluster::start(ClusterOptions::default());
+async fn bucket_versioning_is_never_enabled(metadata: Metadata) {
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let s3 = client(&cluster, Checksums::Default);
     let b = bucket("versioning");
     ok(s3.create_bucket().bucket(&b).send().await);

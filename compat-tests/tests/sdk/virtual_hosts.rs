@@ -16,9 +16,14 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::error::BoxError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
-use sdfbs_compat_tests::{random_bytes, sha256_hex, Cluster, ClusterOptions};
+use sdfbs_compat_tests::{
+    on_each_backend, random_bytes, sha256_hex, Cluster, ClusterOptions, Metadata,
+};
 
 use crate::common::{assert_err, body_bytes, client, ok, Checksums};
+
+// Each test runs once per metadata backend: `NAME::embedded` and `NAME::cassandra`.
+on_each_backend!(virtual_hosted_style_addressing);
 
 const DOMAIN: &str = "s3.localhost";
 
@@ -84,9 +89,9 @@ fn virtual_hosted_client(cluster: &Cluster) -> (Client, Arc<Mutex<Vec<String>>>)
     (Client::from_conf(conf), hosts)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn virtual_hosted_style_addressing() {
+async fn virtual_hosted_style_addressing(metadata: Metadata) {
     let cluster = Cluster::start(ClusterOptions {
+        metadata,
         gateway_args: vec!["--s3-domain".into(), DOMAIN.into()],
         ..Default::default()
     });
