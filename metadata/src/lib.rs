@@ -115,7 +115,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     }
     /// What a read of a version needs next: its manifest (as `get_manifest`, `NoSuchKey` when
     /// there is none) and the records of its first `records` chunks (`None` for a chunk without
-    /// one), in one trip to the store where the backend can.
+    /// one), in one trip to the store where the backend can. A read needs a record's replicas
+    /// only: a backend that keeps refs apart from the record (Cassandra) may leave `ref_count`
+    /// 0 here rather than count refs on the request path; `get_chunk` always counts.
     async fn get_manifest_for_read(
         &self,
         version_id: &str,

@@ -96,6 +96,7 @@ mod index;
 mod listing;
 mod multipart;
 mod objects;
+mod reads;
 mod records;
 mod refs;
 mod schema;

@@ -49,8 +49,8 @@ impl ScyllaStore {
         Ok(row.map_or(0, |(n,)| n.max(0) as u64))
     }
 
-    /// The chunk row without its ref count.
-    async fn chunk_row(&self, id: &ChunkId) -> Result<Option<ChunkRecord>> {
+    /// The chunk row without its ref count, as stored: possibly a remnant (see `chunk_row`).
+    async fn chunk_row_raw(&self, id: &ChunkId) -> Result<Option<ChunkRecord>> {
         let row: Option<ChunkRow> = first(
             &self.session,
             &self.st.chunk_get,
@@ -59,6 +59,13 @@ impl ScyllaStore {
         )
         .await?;
         row.map(chunk_from_row).transpose()
+    }
+
+    /// The chunk row without its ref count. A row without a size is no chunk record: it is
+    /// the remnant of a plain `unreferenced_since` update (a release) that landed after garbage
+    /// collection deleted the row; collection deletes such remnants like any unreferenced row.
+    pub(super) async fn chunk_row(&self, id: &ChunkId) -> Result<Option<ChunkRecord>> {
+        Ok(self.chunk_row_raw(id).await?.filter(|r| r.size > 0))
     }
 
     /// Whether the chunk has a record.
@@ -191,7 +198,7 @@ impl ScyllaStore {
     /// Garbage collection's delete. See "Where lightweight transactions are used" in the
     /// module docs of `scylla.rs` for why this is an LWT on `unreferenced_since`.
     pub(super) async fn delete_unreferenced(&self, id: &ChunkId) -> Result<bool> {
-        let Some(record) = self.chunk_row(id).await? else {
+        let Some(record) = self.chunk_row_raw(id).await? else {
             return Ok(false);
         };
         let prefix = chunk_prefix(id);

@@ -117,8 +117,14 @@ impl ScyllaStore {
         self.check_chunks_known(&part.chunks, &placements).await?;
         let ref_id = part_ref(upload_id, part.number);
         // Refs before the part row, as for objects.
-        self.write_version_data(&ref_id, None, &part.chunks, &placements)
-            .await?;
+        if let Err(e) = self
+            .write_version_data(&ref_id, None, &part.chunks, &placements)
+            .await
+        {
+            // Nothing points at this upload of the part: its refs are released at once.
+            let _ = self.release_refs(&ref_id, &part.chunks).await;
+            return Err(e);
+        }
         let number = part_number(part.number);
         let record = encode(&part)?;
         // First guess: a new part number. When that is wrong, the row is read serially and

@@ -39,7 +39,8 @@ const DELETING_STALE_MILLIS: i64 = 30_000;
 /// retryable error.
 const DELETING_WAIT: Duration = Duration::from_secs(5);
 
-/// `head, head_seq, fenced, seq, format, record` of the first row of a key's partition.
+/// `head, head_seq, fenced, seq, format, record, manifest_head` of the first row of a key's
+/// partition.
 type HeadRow = (
     Option<String>,
     Option<i64>,
@@ -47,7 +48,32 @@ type HeadRow = (
     Option<i64>,
     Option<i32>,
     Option<String>,
+    Option<String>,
 );
+
+/// How many manifest entries a version row carries (`manifest_head`).
+pub(super) const INLINE_ENTRIES: usize = 16;
+
+/// The first entries of a version's manifest, kept on its row, and how many it has in all.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct ManifestHead {
+    pub count: u64,
+    pub entries: Vec<ManifestEntry>,
+}
+
+impl ManifestHead {
+    fn of(manifest: &[ManifestEntry]) -> ManifestHead {
+        ManifestHead {
+            count: manifest.len() as u64,
+            entries: manifest.iter().take(INLINE_ENTRIES).copied().collect(),
+        }
+    }
+
+    /// The whole manifest, when the head holds all of it.
+    pub fn complete(&self) -> Option<&[ManifestEntry]> {
+        (self.entries.len() as u64 == self.count).then_some(self.entries.as_slice())
+    }
+}
 
 /// A key's state as one read of its partition saw it.
 #[derive(Clone, Debug, Default)]
@@ -60,6 +86,8 @@ pub(super) struct Head {
     pub seq: i64,
     /// Set by DeleteBucket: nothing may commit under this key any more.
     pub fenced: bool,
+    /// The first entries of the current version's manifest (`None` for rows written without).
+    pub manifest_head: Option<ManifestHead>,
 }
 
 impl Head {
@@ -87,6 +115,12 @@ pub(super) fn check_condition(
     } else {
         Err(MetaError::PreconditionFailed)
     }
+}
+
+/// The manifest head of a version row; a row without one (or an unreadable one, which only
+/// costs the reader a read of the manifests table) gives `None`.
+fn decode_head(text: Option<&str>) -> Option<ManifestHead> {
+    serde_json::from_str(text?).ok()
 }
 
 /// The sequence number of the next change of a key whose last change was `last`: the time in
@@ -122,7 +156,7 @@ impl ScyllaStore {
         };
         let row: Option<HeadRow> =
             first(&self.session, stmt, (bucket_id, key), "reading an object").await?;
-        let Some((head, head_seq, fenced, seq, format, record)) = row else {
+        let Some((head, head_seq, fenced, seq, format, record, inline)) = row else {
             return Ok(Head::default());
         };
         let mut out = Head {
@@ -130,6 +164,7 @@ impl ScyllaStore {
             current_seq: 0,
             seq: head_seq.unwrap_or(0),
             fenced: fenced.unwrap_or(false),
+            manifest_head: None,
         };
         let Some(head) = head else { return Ok(out) };
         // The newest version row is normally the current one. When it is not (a versioned
@@ -140,10 +175,11 @@ impl ScyllaStore {
             if newest.version_id == head {
                 out.current = Some(newest);
                 out.current_seq = seq;
+                out.manifest_head = decode_head(inline.as_deref());
                 return Ok(out);
             }
         }
-        let row: Option<(Option<i32>, Option<String>)> = first(
+        let row: Option<(Option<i32>, Option<String>, Option<String>)> = first(
             &self.session,
             &self.st.object_version_at,
             (bucket_id, key, out.seq),
@@ -151,8 +187,9 @@ impl ScyllaStore {
         )
         .await?;
         match row {
-            Some((format, record)) => {
+            Some((format, record, inline)) => {
                 let current: ObjectRecord = decode(format, record.as_deref())?;
+                out.manifest_head = decode_head(inline.as_deref());
                 if current.version_id != head {
                     return Err(MetaError::Corrupt(format!(
                         "key `{key}`: the current version {head} has no row"
@@ -221,15 +258,21 @@ impl ScyllaStore {
         if verify_chunks {
             self.check_chunks_known(manifest, placements).await?;
         }
-        self.write_version_data(
-            &version_ref(&object.version_id),
-            Some(&object.version_id),
-            manifest,
-            placements,
-        )
-        .await?;
+        if let Err(e) = self
+            .write_version_data(
+                &version_ref(&object.version_id),
+                Some(&object.version_id),
+                manifest,
+                placements,
+            )
+            .await
+        {
+            // Nothing points at the new version: what it wrote is released at once.
+            self.discard_version(&object.version_id, manifest).await;
+            return Err(e);
+        }
         let outcome = self
-            .commit_head(bucket, shard, &object, condition, &mut head)
+            .commit_head(bucket, shard, &object, manifest, condition, &mut head)
             .await;
         match outcome {
             Ok(seq) => {
@@ -244,7 +287,7 @@ impl ScyllaStore {
             Err(e) => {
                 // Not committed (the serial re-read said so): the new version's data is
                 // garbage now; released at once so its chunks are not referenced forever.
-                self.release_version_after_commit(&object.version_id).await;
+                self.discard_version(&object.version_id, manifest).await;
                 Err(e)
             }
         }
@@ -258,11 +301,13 @@ impl ScyllaStore {
         bucket: &BucketRecord,
         shard: i32,
         object: &ObjectRecord,
+        manifest: &[ManifestEntry],
         condition: &PutCondition,
         head: &mut Head,
     ) -> Result<i64> {
         let key = object.key.as_str();
         let record = encode(object)?;
+        let inline = encode(&ManifestHead::of(manifest))?;
         let size = to_i64(object.size)?;
         for _ in 0..MAX_CAS_ATTEMPTS {
             let seq = next_seq(head.seq);
@@ -286,6 +331,7 @@ impl ScyllaStore {
                 object.delete_marker,
                 FORMAT,
                 &record,
+                &inline,
             );
             let attempt = match &head.current {
                 Some(_) => {

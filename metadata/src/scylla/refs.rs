@@ -6,6 +6,10 @@
 use super::cql::{self, exec};
 use super::records::{chunk_id_from_bytes, chunk_prefix, to_i64};
 use super::{ScyllaStore, WRITE_CONCURRENCY};
+
+/// How many times a commit tries to mark a reused chunk referenced while its row is missing
+/// (see `write_version_data`).
+const MARK_ATTEMPTS: usize = 5;
 use crate::{now_millis, ChunkId, ChunkPlacement, ManifestEntry, MetaError, Result};
 use futures::stream::{self, TryStreamExt};
 use std::collections::{BTreeMap, BTreeSet};
@@ -122,14 +126,31 @@ impl ScyllaStore {
                         .await
                     }
                     None => {
-                        let values = (prefix, id);
-                        exec(
-                            &self.session,
-                            &self.st.chunk_mark_referenced,
-                            values,
-                            "marking a chunk referenced",
-                        )
-                        .await
+                        // A reused chunk: its row must still exist when it is marked, so this is
+                        // an LWT (`IF size > 0`: a record, not a remnant), ordered with garbage
+                        // collection's LWT delete.
+                        // A plain update here could re-create a row without size or replicas
+                        // after the delete, and the commit would point at a chunk no one can
+                        // find. The ref was written first, so a collection that deleted the
+                        // row after this sees it and restores the row.
+                        // A collection that sees the ref puts the row back a moment after its
+                        // delete: a few short retries let this commit go through then.
+                        for _ in 0..MARK_ATTEMPTS {
+                            let marked = cql::lwt(
+                                &self.session,
+                                &self.st.chunk_mark_referenced_if_exists,
+                                (prefix, id),
+                                "marking a chunk referenced",
+                            )
+                            .await?;
+                            if marked.applied {
+                                return Ok(());
+                            }
+                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        }
+                        Err(MetaError::Backend(format!(
+                            "chunk {chunk} has no replica record (garbage collection removed it); retry the upload"
+                        )))
                     }
                 }
             })
@@ -221,6 +242,26 @@ impl ScyllaStore {
             "deleting a manifest",
         )
         .await
+    }
+
+    /// Releases what an uncommitted version wrote (its refs, from the manifest the caller
+    /// holds, which also covers a write that stopped before the manifest header), logging
+    /// instead of failing: leftovers are garbage, never a dangling object.
+    pub(super) async fn discard_version(&self, version_id: &str, manifest: &[ManifestEntry]) {
+        let released = async {
+            self.release_refs(&version_ref(version_id), manifest)
+                .await?;
+            exec(
+                &self.session,
+                &self.st.manifest_delete,
+                (version_id,),
+                "deleting a manifest",
+            )
+            .await
+        };
+        if let Err(e) = released.await {
+            tracing::warn!(version_id, error = %e, "could not release an uncommitted version; its chunks stay referenced (garbage, not data loss)");
+        }
     }
 
     /// Like `release_version`, logging instead of failing: used after the commit point, when

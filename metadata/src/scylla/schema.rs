@@ -116,14 +116,14 @@ statements! {
 
     // objects: one partition per key; every write is an LWT on the static `head` (the batches
     // below), so a commit is a compare-and-set of the key's current version.
-    object_head: Idempotent => "SELECT head, head_seq, fenced, seq, format, record FROM {ks}.objects WHERE bucket_id = ? AND key = ? LIMIT 1",
-    object_head_serial: SerialRead => "SELECT head, head_seq, fenced, seq, format, record FROM {ks}.objects WHERE bucket_id = ? AND key = ? LIMIT 1",
-    object_version_at: Idempotent => "SELECT format, record FROM {ks}.objects WHERE bucket_id = ? AND key = ? AND seq = ?",
+    object_head: Idempotent => "SELECT head, head_seq, fenced, seq, format, record, manifest_head FROM {ks}.objects WHERE bucket_id = ? AND key = ? LIMIT 1",
+    object_head_serial: SerialRead => "SELECT head, head_seq, fenced, seq, format, record, manifest_head FROM {ks}.objects WHERE bucket_id = ? AND key = ? LIMIT 1",
+    object_version_at: Idempotent => "SELECT format, record, manifest_head FROM {ks}.objects WHERE bucket_id = ? AND key = ? AND seq = ?",
     object_set_head: Lwt => "UPDATE {ks}.objects SET head = ?, head_seq = ? WHERE bucket_id = ? AND key = ? IF head = ? AND fenced = null",
     object_clear_head: Lwt => "UPDATE {ks}.objects SET head = null, head_seq = ? WHERE bucket_id = ? AND key = ? IF head = ?",
     object_fence: Lwt => "UPDATE {ks}.objects SET fenced = true WHERE bucket_id = ? AND key = ? IF head = null",
     object_unfence: Lwt => "UPDATE {ks}.objects SET fenced = null WHERE bucket_id = ? AND key = ? IF fenced = true",
-    object_version_insert: Idempotent => "INSERT INTO {ks}.objects (bucket_id, key, seq, version_id, size, delete_marker, format, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    object_version_insert: Idempotent => "INSERT INTO {ks}.objects (bucket_id, key, seq, version_id, size, delete_marker, format, record, manifest_head) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     object_version_delete: Idempotent => "DELETE FROM {ks}.objects WHERE bucket_id = ? AND key = ? AND seq = ?",
     object_stats_scan: Scan => "SELECT head, version_id, size, delete_marker FROM {ks}.objects",
 
@@ -144,6 +144,7 @@ statements! {
     // chunks
     chunk_place: Idempotent => "UPDATE {ks}.chunks SET size = ?, replicas = replicas + ?, created = ?, last_verified = ?, unreferenced_since = 0 WHERE prefix = ? AND chunk_id = ?",
     chunk_mark_referenced: Idempotent => "UPDATE {ks}.chunks SET unreferenced_since = 0 WHERE prefix = ? AND chunk_id = ?",
+    chunk_mark_referenced_if_exists: Lwt => "UPDATE {ks}.chunks SET unreferenced_since = 0 WHERE prefix = ? AND chunk_id = ? IF size > 0",
     chunk_mark_unreferenced: Idempotent => "UPDATE {ks}.chunks SET unreferenced_since = ? WHERE prefix = ? AND chunk_id = ?",
     chunk_get: Idempotent => "SELECT chunk_id, size, replicas, created, last_verified, unreferenced_since FROM {ks}.chunks WHERE prefix = ? AND chunk_id = ?",
     chunk_scan: Scan => "SELECT chunk_id, size, replicas, created, last_verified, unreferenced_since FROM {ks}.chunks WHERE prefix = ? AND chunk_id > ?",

@@ -46,6 +46,21 @@ impl MetadataStore for ScyllaStore {
             .await?
             .ok_or(MetaError::NoSuchKey)
     }
+    async fn get_manifest_for_read(
+        &self,
+        version_id: &str,
+        records: usize,
+    ) -> Result<ReadManifest> {
+        self.manifest_for_read(version_id, records).await
+    }
+    async fn get_object_for_read(
+        &self,
+        bucket: &str,
+        key: &str,
+        records: usize,
+    ) -> Result<Option<ObjectForRead>> {
+        self.object_for_read(bucket, key, records).await
+    }
     async fn delete_object(
         &self,
         bucket: &BucketRecord,

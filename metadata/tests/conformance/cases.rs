@@ -149,6 +149,16 @@ pub async fn commit_get_and_manifest(s: Store) {
 
 /// The combined lookups of a GET (`get_bucket_and_object`, `get_manifest_for_read`) answer
 /// exactly what the separate calls answer.
+/// A chunk record as a read uses it: without the ref count, which `get_manifest_for_read` may
+/// leave unfilled (see its doc).
+fn for_read(record: Option<ChunkRecord>) -> Option<ChunkRecord> {
+    record.map(|r| ChunkRecord {
+        ref_count: 0,
+        unreferenced_since: 0,
+        ..r
+    })
+}
+
 pub async fn reads_for_get_match_separate_calls(s: Store) {
     let b = new_bucket(&s, "rb").await;
     assert!(s
@@ -174,7 +184,10 @@ pub async fn reads_for_get_match_separate_calls(s: Store) {
         assert_eq!(manifest, m);
         assert_eq!(records.len(), wanted.min(m.len()));
         for (entry, record) in m.iter().zip(&records) {
-            assert_eq!(*record, s.get_chunk(&entry.chunk).await.unwrap());
+            assert_eq!(
+                for_read(record.clone()),
+                for_read(s.get_chunk(&entry.chunk).await.unwrap())
+            );
             assert!(record.is_some());
         }
     }
@@ -200,13 +213,15 @@ pub async fn reads_for_get_match_separate_calls(s: Store) {
             .unwrap();
         assert_eq!(fb, got_b);
         assert_eq!(fo, Some(o.clone()));
+        let (fm, frecords) = fm.expect("an object has a manifest");
+        let (manifest, records) = s
+            .get_manifest_for_read(&o.version_id, wanted)
+            .await
+            .unwrap();
+        assert_eq!(fm, manifest);
         assert_eq!(
-            fm,
-            Some(
-                s.get_manifest_for_read(&o.version_id, wanted)
-                    .await
-                    .unwrap()
-            )
+            frecords.into_iter().map(for_read).collect::<Vec<_>>(),
+            records.into_iter().map(for_read).collect::<Vec<_>>()
         );
     }
     // A deleted key: the bucket is still found, the key is not.

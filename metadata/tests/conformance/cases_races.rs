@@ -991,6 +991,27 @@ pub async fn gc_delete_racing_reuse_keeps_referenced_chunk(s: Store) {
                     "{what}: the refused PUT is visible"
                 );
             }
+            // Both lose: the collection deleted the record, saw the PUT's ref and put the
+            // record back, while the PUT, finding no record, was refused. A retry succeeds;
+            // nothing acknowledged is lost (the embedded store, one transaction each, never
+            // takes this path).
+            (Err(MetaError::Backend(_)), Ok(false)) => {
+                let record = record.unwrap_or_else(|| {
+                    panic!("{what}: the collection kept the chunk, but its record is gone")
+                });
+                assert!(
+                    !record.replicas.is_empty(),
+                    "{what}: kept record lost its replicas"
+                );
+                assert_eq!(
+                    record.ref_count, 0,
+                    "{what}: the refused PUT's ref is released"
+                );
+                assert!(
+                    visible(&s, &b, &key).await.is_none(),
+                    "{what}: the refused PUT is visible"
+                );
+            }
             _ => panic!(
                 "{what}: exactly one of the PUT reusing the chunk and its garbage collection \
                  wins (a PUT is refused, with Backend, only for want of the record): commit \
