@@ -81,7 +81,8 @@ impl RunningGateway {
     }
 }
 
-/// Opens `embedded:PATH` or `scylla:HOST[,HOST...]/KEYSPACE`.
+/// Opens `embedded:PATH` or `scylla:HOST[,HOST...]/KEYSPACE[?OPTIONS]` (options: see
+/// `ScyllaConfig::from_spec`; the password may also come from `SDFBS_SCYLLA_PASSWORD`).
 pub async fn open_metadata(spec: &str) -> Result<Arc<dyn MetadataStore>, ServerError> {
     if let Some(path) = spec.strip_prefix("embedded:") {
         if path.is_empty() {
@@ -93,7 +94,12 @@ pub async fn open_metadata(spec: &str) -> Result<Arc<dyn MetadataStore>, ServerE
         let store = sdfbs_metadata::embedded::EmbeddedStore::open(path).await?;
         Ok(Arc::new(store))
     } else if let Some(rest) = spec.strip_prefix("scylla:") {
-        let config = sdfbs_metadata::scylla::ScyllaConfig::from_spec(rest)?;
+        let mut config = sdfbs_metadata::scylla::ScyllaConfig::from_spec(rest)?;
+        // The password from the environment rather than the spec, so it is not on a command
+        // line (`password_file=` in the spec is the other way).
+        if let Ok(password) = std::env::var("SDFBS_SCYLLA_PASSWORD") {
+            config.password = Some(password);
+        }
         let store = sdfbs_metadata::scylla::ScyllaStore::connect(config).await?;
         Ok(Arc::new(store))
     } else {

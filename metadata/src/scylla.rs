@@ -105,8 +105,10 @@ mod store;
 pub use config::{Replication, ScyllaConfig, DEFAULT_KEYSPACE, DEFAULT_PORT};
 
 use crate::Result;
+use ::scylla::client::execution_profile::ExecutionProfile;
 use ::scylla::client::session::Session;
 use ::scylla::client::session_builder::SessionBuilder;
+use ::scylla::policies::load_balancing::DefaultPolicy;
 use cql::backend;
 use schema::Statements;
 
@@ -127,16 +129,7 @@ pub struct ScyllaStore {
 impl ScyllaStore {
     /// Connects, creates the keyspace and tables when missing, and prepares every statement.
     pub async fn connect(config: ScyllaConfig) -> Result<ScyllaStore> {
-        let mut builder = SessionBuilder::new()
-            .known_nodes(&config.hosts)
-            .connection_timeout(config.connect_timeout);
-        if let (Some(user), Some(password)) = (&config.username, &config.password) {
-            builder = builder.user(user, password);
-        }
-        let session = builder
-            .build()
-            .await
-            .map_err(backend("connecting to Scylla/Cassandra"))?;
+        let session = open_session(&config).await?;
         schema::apply_schema(&session, &config).await?;
         let st = Statements::prepare(&session, &config).await?;
         Ok(ScyllaStore {
@@ -166,19 +159,35 @@ impl ScyllaStore {
     }
 }
 
-/// Connects to `config`'s nodes and drops its keyspace (see [`ScyllaStore::drop_keyspace`]),
-/// without creating the schema first.
-pub async fn drop_keyspace(config: &ScyllaConfig) -> Result<()> {
+/// A driver session for `config`: its contact points, credentials, and datacenter-aware load
+/// balancing when a local datacenter is named.
+async fn open_session(config: &ScyllaConfig) -> Result<Session> {
     let mut builder = SessionBuilder::new()
         .known_nodes(&config.hosts)
         .connection_timeout(config.connect_timeout);
     if let (Some(user), Some(password)) = (&config.username, &config.password) {
         builder = builder.user(user, password);
     }
-    let session = builder
+    if let Some(dc) = &config.local_datacenter {
+        let policy = DefaultPolicy::builder()
+            .prefer_datacenter(dc.clone())
+            .permit_dc_failover(false)
+            .build();
+        let profile = ExecutionProfile::builder()
+            .load_balancing_policy(policy)
+            .build();
+        builder = builder.default_execution_profile_handle(profile.into_handle());
+    }
+    builder
         .build()
         .await
-        .map_err(backend("connecting to Scylla/Cassandra"))?;
+        .map_err(backend("connecting to Scylla/Cassandra"))
+}
+
+/// Connects to `config`'s nodes and drops its keyspace (see [`ScyllaStore::drop_keyspace`]),
+/// without creating the schema first.
+pub async fn drop_keyspace(config: &ScyllaConfig) -> Result<()> {
+    let session = open_session(config).await?;
     // Keyspace names are validated identifiers (config::validate_keyspace).
     session
         .query_unpaged(format!("DROP KEYSPACE IF EXISTS {}", config.keyspace), ())

@@ -69,3 +69,100 @@ async fn scylla_factory() -> Option<TestStore> {
 }
 
 conformance_tests!(scylla_factory);
+
+/// What only the Cassandra backend has: several gateways creating the schema of one fresh
+/// keyspace at the same moment, then serving it together.
+#[tokio::test(flavor = "multi_thread")]
+async fn gateways_starting_together_share_one_schema() {
+    use sdfbs_metadata::*;
+    let Some(first) = scylla_factory().await else {
+        return;
+    };
+    // `first` created the keyspace; three more stores connect to a second, fresh keyspace at
+    // once, and a fourth connects after them (finding every table, it sends no DDL).
+    drop(first);
+    let host = std::env::var("SDFBS_TEST_SCYLLA").unwrap_or_default();
+    let keyspace = format!("sdfbs_test_{}", uuid::Uuid::new_v4().simple());
+    let config = ScyllaConfig::from_spec(&format!("{host}/{keyspace}")).unwrap();
+    let _guard = KeyspaceGuard(config.clone());
+    let stores = futures::future::join_all((0..3).map(|_| ScyllaStore::connect(config.clone())))
+        .await
+        .into_iter()
+        .map(|s| s.expect("every gateway starts"))
+        .collect::<Vec<_>>();
+    let late = ScyllaStore::connect(config.clone()).await.unwrap();
+    let bucket = BucketRecord {
+        name: "shared".into(),
+        id: uuid::Uuid::new_v4().to_string(),
+        created: now_millis(),
+        owner: "AK".into(),
+        versioning: VersioningState::Unversioned,
+        shard_count: 4,
+    };
+    stores[0].create_bucket(bucket.clone()).await.unwrap();
+    let object = ObjectRecord {
+        key: "k".into(),
+        version_id: uuid::Uuid::new_v4().to_string(),
+        size: 0,
+        etag: "d41d8cd98f00b204e9800998ecf8427e".into(),
+        last_modified: now_millis(),
+        content_type: None,
+        headers: Default::default(),
+        user_metadata: Default::default(),
+        checksums: Default::default(),
+        checksum_type: None,
+        parts: Vec::new(),
+        delete_marker: false,
+        owner: "AK".into(),
+    };
+    stores[1]
+        .commit_object(&bucket, object.clone(), vec![], vec![], PutCondition::None)
+        .await
+        .unwrap();
+    for store in stores.iter().chain([&late]) {
+        assert_eq!(
+            store.get_object(&bucket, "k").await.unwrap(),
+            Some(object.clone())
+        );
+        let page = store
+            .list_objects(
+                &bucket,
+                &ListQuery {
+                    max_keys: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.objects, vec![object.clone()]);
+    }
+}
+
+/// The production options of a spec reach the cluster: datacenter-aware load balancing to the
+/// node's datacenter (SimpleSnitch names it `datacenter1`) and the keyspace's replication.
+#[tokio::test(flavor = "multi_thread")]
+async fn spec_options_reach_the_cluster() {
+    use sdfbs_metadata::*;
+    let Ok(host) = std::env::var("SDFBS_TEST_SCYLLA") else {
+        // scylla_factory prints the skip line or fails under SDFBS_REQUIRE_E2E.
+        assert!(scylla_factory().await.is_none());
+        return;
+    };
+    let keyspace = format!("sdfbs_test_{}", uuid::Uuid::new_v4().simple());
+    let config = ScyllaConfig::from_spec(&format!(
+        "{host}/{keyspace}?replication=datacenter1:1&local_dc=datacenter1"
+    ))
+    .unwrap();
+    let _guard = KeyspaceGuard(config.clone());
+    let store = ScyllaStore::connect(config).await.unwrap();
+    let bucket = BucketRecord {
+        name: "dc".into(),
+        id: uuid::Uuid::new_v4().to_string(),
+        created: now_millis(),
+        owner: "AK".into(),
+        versioning: VersioningState::Unversioned,
+        shard_count: 2,
+    };
+    store.create_bucket(bucket.clone()).await.unwrap();
+    assert_eq!(store.get_bucket("dc").await.unwrap(), Some(bucket));
+}

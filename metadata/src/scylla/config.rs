@@ -68,15 +68,28 @@ pub struct ScyllaConfig {
     pub password: Option<String>,
     /// How long to wait for the first connection to a contact point.
     pub connect_timeout: Duration,
+    /// The datacenter this gateway runs in: requests go to its nodes only (datacenter-aware
+    /// load balancing, no failover to a remote one), which is what `LOCAL_QUORUM` and
+    /// `LOCAL_SERIAL` assume. `None`: every node is a candidate (one datacenter).
+    pub local_datacenter: Option<String>,
 }
 
 impl ScyllaConfig {
-    /// Parses `host1:9042,host2/keyspace` (the keyspace part is optional and defaults to
-    /// `sdfbs`). Replication defaults to `SimpleStrategy` factor 1, consistency to
-    /// `LOCAL_QUORUM` / `LOCAL_SERIAL`.
+    /// Parses `host1:9042,host2/keyspace?option=value&...` (the keyspace part is optional and
+    /// defaults to `sdfbs`). Replication defaults to `SimpleStrategy` factor 1, consistency to
+    /// `LOCAL_QUORUM` / `LOCAL_SERIAL`. Options, for production clusters:
+    /// * `replication=3` (`SimpleStrategy`, one datacenter) or `replication=dc1:3,dc2:3`
+    ///   (`NetworkTopologyStrategy`); used only when the keyspace is created;
+    /// * `local_dc=dc1`: datacenter-aware load balancing (see `local_datacenter`);
+    /// * `username=NAME` with `password_file=PATH` (the file's first line; the gateway also
+    ///   takes the password from `SDFBS_SCYLLA_PASSWORD`), so no secret sits on a command line.
     pub fn from_spec(spec: &str) -> Result<ScyllaConfig> {
         let spec = spec.trim();
         let spec = spec.strip_prefix("scylla://").unwrap_or(spec);
+        let (spec, options) = match spec.split_once('?') {
+            Some((spec, options)) => (spec, Some(options)),
+            None => (spec, None),
+        };
         let (hosts_part, keyspace) = match spec.rsplit_once('/') {
             Some((hosts, ks)) => (hosts, ks.trim()),
             None => (spec, DEFAULT_KEYSPACE),
@@ -100,7 +113,7 @@ impl ScyllaConfig {
                 "it names no host (expected `host1:9042,host2/keyspace`)",
             ));
         }
-        Ok(ScyllaConfig {
+        let mut config = ScyllaConfig {
             hosts,
             keyspace,
             replication: Replication::default(),
@@ -109,7 +122,40 @@ impl ScyllaConfig {
             username: None,
             password: None,
             connect_timeout: Duration::from_secs(10),
-        })
+            local_datacenter: None,
+        };
+        for option in options.into_iter().flat_map(|o| o.split('&')) {
+            config.apply_option(spec, option)?;
+        }
+        Ok(config)
+    }
+
+    /// One `name=value` option of a spec.
+    fn apply_option(&mut self, spec: &str, option: &str) -> Result<()> {
+        let (name, value) = option.split_once('=').unwrap_or((option, ""));
+        let value = value.trim();
+        match name.trim() {
+            "replication" => self.replication = parse_replication(spec, value)?,
+            "local_dc" if !value.is_empty() => self.local_datacenter = Some(value.to_owned()),
+            "username" if !value.is_empty() => self.username = Some(value.to_owned()),
+            "password_file" => {
+                let text = std::fs::read_to_string(value).map_err(|e| {
+                    invalid(spec, &format!("cannot read the password file `{value}`: {e}"))
+                })?;
+                let password = text.lines().next().unwrap_or("").to_owned();
+                self.password = Some(password);
+            }
+            "" => {}
+            other => {
+                return Err(invalid(
+                    spec,
+                    &format!(
+                        "unknown option `{other}` (known: replication, local_dc, username, password_file)"
+                    ),
+                ))
+            }
+        }
+        Ok(())
     }
 
     /// The consistency a read must use to see the outcome of lightweight transactions that
@@ -120,6 +166,36 @@ impl ScyllaConfig {
             SerialConsistency::LocalSerial => Consistency::LocalSerial,
         }
     }
+}
+
+/// `3` or `dc1:3,dc2:3`.
+fn parse_replication(spec: &str, value: &str) -> Result<Replication> {
+    let factor = |f: &str| {
+        match f.trim().parse::<u32>() {
+        Ok(n) if (1..=32).contains(&n) => Ok(n),
+        _ => Err(invalid(
+            spec,
+            "a replication factor is a number from 1 to 32 (`replication=3` or `replication=dc1:3,dc2:3`)",
+        )),
+    }
+    };
+    if !value.contains(':') {
+        return Ok(Replication::Simple {
+            factor: factor(value)?,
+        });
+    }
+    let mut datacenters = BTreeMap::new();
+    for pair in value.split(',') {
+        let (dc, n) = pair
+            .split_once(':')
+            .ok_or_else(|| invalid(spec, "replication per datacenter is `dc1:3,dc2:3`"))?;
+        let dc = dc.trim();
+        if dc.is_empty() {
+            return Err(invalid(spec, "a datacenter name is empty"));
+        }
+        datacenters.insert(dc.to_owned(), factor(n)?);
+    }
+    Ok(Replication::NetworkTopology { datacenters })
 }
 
 fn invalid(spec: &str, why: &str) -> MetaError {
@@ -205,6 +281,40 @@ mod tests {
         assert!(ScyllaConfig::from_spec("h/ks; DROP KEYSPACE x").is_err());
         assert!(ScyllaConfig::from_spec("h/1ks").is_err());
         assert!(ScyllaConfig::from_spec(&format!("h/{}", "k".repeat(49))).is_err());
+    }
+
+    #[test]
+    fn spec_options() {
+        let dir = std::env::temp_dir().join(format!("sdfbs-pw-{}", std::process::id()));
+        std::fs::write(&dir, "s3cret\nignored\n").unwrap();
+        let c = ScyllaConfig::from_spec(&format!(
+            "h1,h2/ks?replication=dc1:3,dc2:2&local_dc=dc1&username=sdfbs&password_file={}",
+            dir.display()
+        ))
+        .unwrap();
+        std::fs::remove_file(&dir).unwrap();
+        assert_eq!(c.hosts, vec!["h1:9042", "h2:9042"]);
+        assert_eq!(c.keyspace, "ks");
+        assert_eq!(
+            c.replication,
+            Replication::NetworkTopology {
+                datacenters: BTreeMap::from([("dc1".to_owned(), 3), ("dc2".to_owned(), 2)])
+            }
+        );
+        assert_eq!(c.local_datacenter.as_deref(), Some("dc1"));
+        assert_eq!(c.username.as_deref(), Some("sdfbs"));
+        assert_eq!(c.password.as_deref(), Some("s3cret"));
+        let c = ScyllaConfig::from_spec("h/ks?replication=3").unwrap();
+        assert_eq!(c.replication, Replication::Simple { factor: 3 });
+        for bad in [
+            "h/ks?replication=0",
+            "h/ks?replication=dc1:x",
+            "h/ks?replication=:3",
+            "h/ks?colour=blue",
+            "h/ks?password_file=/nonexistent/sdfbs",
+        ] {
+            assert!(ScyllaConfig::from_spec(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

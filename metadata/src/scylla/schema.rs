@@ -14,27 +14,82 @@ use ::scylla::statement::Statement;
 /// The schema, with `{keyspace}` and `{replication}` placeholders.
 pub(crate) const SCHEMA_CQL: &str = include_str!("../../schema.cql");
 
-/// The schema's statements with the placeholders substituted, comments removed.
-pub(crate) fn schema_statements(config: &ScyllaConfig) -> Vec<String> {
+/// The schema's statements with the placeholders substituted, comments removed. On ScyllaDB
+/// the keyspace is created without tablets: lightweight transactions, which every commit uses,
+/// are not supported on tablet keyspaces by the ScyllaDB releases this was written against.
+pub(crate) fn schema_statements(config: &ScyllaConfig, scylla: bool) -> Vec<String> {
     let text: String = SCHEMA_CQL
         .lines()
         .filter(|l| !l.trim_start().starts_with("--"))
         .collect::<Vec<_>>()
         .join("\n");
+    let replication = config.replication.to_cql();
+    let keyspace_options = if scylla {
+        format!("{replication} AND tablets = {{'enabled': false}}")
+    } else {
+        replication
+    };
     text.split(';')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| {
             s.replace("{keyspace}", &config.keyspace)
-                .replace("{replication}", &config.replication.to_cql())
+                .replace("{replication}", &keyspace_options)
         })
         .collect()
 }
 
-/// Creates the keyspace and the tables when missing. The driver waits for schema agreement
-/// after each DDL statement, so the tables exist on every node before statements are prepared.
+/// The table a `CREATE TABLE IF NOT EXISTS ks.name (...)` statement creates.
+fn created_table(statement: &str) -> Option<&str> {
+    let rest = statement.strip_prefix("CREATE TABLE IF NOT EXISTS ")?;
+    let name = rest.split(|c: char| c.is_whitespace() || c == '(').next()?;
+    Some(name.rsplit('.').next().unwrap_or(name))
+}
+
+/// Whether the cluster is ScyllaDB (it has `system_schema.scylla_tables`; Cassandra has not).
+async fn is_scylla(session: &Session) -> bool {
+    session
+        .query_unpaged(
+            "SELECT keyspace_name FROM system_schema.scylla_tables LIMIT 1",
+            (),
+        )
+        .await
+        .is_ok()
+}
+
+/// The tables that already exist in the keyspace.
+async fn existing_tables(session: &Session, keyspace: &str) -> Result<Vec<String>> {
+    let what = "reading the schema";
+    let result = session
+        .query_unpaged(
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ?",
+            (keyspace,),
+        )
+        .await
+        .map_err(backend(what))?;
+    let rows = result.into_rows_result().map_err(backend(what))?;
+    let names = rows
+        .rows::<(String,)>()
+        .map_err(backend(what))?
+        .map(|r| r.map(|(name,)| name))
+        .collect::<std::result::Result<Vec<String>, _>>()
+        .map_err(backend(what))?;
+    Ok(names)
+}
+
+/// Creates the keyspace and the tables when missing. Tables that exist are not created again,
+/// so gateways restarting against a live cluster send no DDL at all: concurrent `CREATE TABLE
+/// IF NOT EXISTS` through several coordinators is how two gateways could create conflicting
+/// tables, so a new multi-node cluster is best initialised by starting one gateway first. The
+/// driver waits for schema agreement after each DDL statement, so the tables exist on every
+/// node before statements are prepared.
 pub(crate) async fn apply_schema(session: &Session, config: &ScyllaConfig) -> Result<()> {
-    for cql in schema_statements(config) {
+    let scylla = is_scylla(session).await;
+    let existing = existing_tables(session, &config.keyspace).await?;
+    for cql in schema_statements(config, scylla) {
+        if created_table(&cql).is_some_and(|t| existing.iter().any(|e| e == t)) {
+            continue;
+        }
         session
             .query_unpaged(cql, ())
             .await
@@ -216,8 +271,14 @@ mod tests {
     fn schema_is_substituted_and_split() {
         let mut config = ScyllaConfig::from_spec("h/test_ks").unwrap();
         config.replication = super::super::config::Replication::Simple { factor: 3 };
-        let statements = schema_statements(&config);
+        let statements = schema_statements(&config, false);
         assert_eq!(statements.len(), 13, "{statements:#?}");
+        assert!(!statements[0].contains("tablets"));
+        assert!(schema_statements(&config, true)[0].ends_with(
+            "'replication_factor': 3} AND tablets = {'enabled': false} AND durable_writes = true"
+        ));
+        assert_eq!(created_table(&statements[1]), Some("buckets"));
+        assert_eq!(created_table(&statements[0]), None);
         assert!(statements[0].starts_with("CREATE KEYSPACE IF NOT EXISTS test_ks"));
         assert!(statements[0].contains("'replication_factor': 3"));
         for s in &statements[1..] {
