@@ -1,15 +1,27 @@
 //! aws-cli v2 (Debian's `awscli`) and v1 (PyPI, `$SDFBS_AWSCLI_V1`): mb, cp, sync, ls, rm, rb,
 //! presign + curl, a large multipart upload and ranged downloads, and issue 4's 1 GiB `cp` round
-//! trip, compared byte for byte.
+//! trip, compared byte for byte. Every test runs on both metadata backends: `NAME::embedded`,
+//! and `NAME::cassandra` when `SDFBS_TEST_SCYLLA` names a node.
 
 use std::path::Path;
 use std::process::Command;
 
 use sdfbs_compat_tests::data::read_range;
 use sdfbs_compat_tests::{
-    require_tool, run_ok, run_output, sha256_file, write_random_file, AwsCli, AwsCliVersion,
-    CliTool, Cluster, ClusterOptions,
+    on_each_backend, require_tool, run_ok, run_output, sha256_file, write_random_file, AwsCli,
+    AwsCliVersion, CliTool, Cluster, ClusterOptions, Metadata,
 };
+
+// Each test runs once per metadata backend: `NAME::embedded` and `NAME::cassandra`.
+on_each_backend!(
+    sync: awscli_v2,
+    awscli_v1,
+    awscli_v2_one_gib_round_trip,
+    awscli_v2_empty_then_data_on_one_connection,
+    awscli_v1_empty_then_data_on_one_connection,
+    awscli_v2_get_object_attributes,
+    awscli_v1_get_object_attributes,
+);
 
 const MIB: u64 = 1 << 20;
 
@@ -60,11 +72,11 @@ fn ls_keys(out: &str) -> Vec<String> {
     keys
 }
 
-fn exercise(version: AwsCliVersion, big_size: u64) {
+fn exercise(metadata: Metadata, version: AwsCliVersion, big_size: u64) {
     let (Some(exe), Some(curl)) = (AwsCli::find(version), require_tool("curl")) else {
         return;
     };
-    let cluster = Cluster::start(ClusterOptions::default());
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let aws = AwsCli::new(exe, version, &cluster);
     let work = cluster.dir().join("work");
     let src = work.join("src");
@@ -249,29 +261,26 @@ fn exercise(version: AwsCliVersion, big_size: u64) {
 /// contention.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-#[test]
-fn awscli_v2() {
+fn awscli_v2(metadata: Metadata) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    exercise(AwsCliVersion::V2, 200 * MIB);
+    exercise(metadata, AwsCliVersion::V2, 200 * MIB);
 }
 
-#[test]
-fn awscli_v1() {
+fn awscli_v1(metadata: Metadata) {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    exercise(AwsCliVersion::V1, 200 * MIB);
+    exercise(metadata, AwsCliVersion::V1, 200 * MIB);
 }
 
 /// Issue 4's acceptance transfer: `aws s3 cp` (Debian's aws-cli v2) of a 1 GiB file up and back
 /// down is byte-identical. The files are compared by length and streamed SHA-256, never read
 /// into memory, so the test's memory stays flat whatever the size.
-#[test]
-fn awscli_v2_one_gib_round_trip() {
+fn awscli_v2_one_gib_round_trip(metadata: Metadata) {
     const SIZE: u64 = 1024 * MIB;
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Some(exe) = AwsCli::find(AwsCliVersion::V2) else {
         return;
     };
-    let cluster = Cluster::start(ClusterOptions::default());
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let aws = AwsCli::new(exe, AwsCliVersion::V2, &cluster);
     let work = cluster.dir().join("work");
     std::fs::create_dir_all(&work).unwrap();
@@ -319,12 +328,12 @@ fn python_of(aws: &Path) -> std::path::PathBuf {
 /// An empty upload followed by one with a body on the same pooled connection, through each
 /// aws-cli's own botocore: the gateway must not leave the connection in a state an unpatched
 /// botocore misreads (it closes connections after an empty `Expect: 100-continue` request).
-fn empty_then_data(version: AwsCliVersion) {
+fn empty_then_data(metadata: Metadata, version: AwsCliVersion) {
     let Some(exe) = AwsCli::find(version) else {
         return;
     };
     let python = python_of(&exe);
-    let cluster = Cluster::start(ClusterOptions::default());
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scripts/empty_then_data.py");
     let out = run_ok(
         Command::new(python)
@@ -338,23 +347,21 @@ fn empty_then_data(version: AwsCliVersion) {
     assert_eq!(out.trim(), "ok");
 }
 
-#[test]
-fn awscli_v2_empty_then_data_on_one_connection() {
-    empty_then_data(AwsCliVersion::V2);
+fn awscli_v2_empty_then_data_on_one_connection(metadata: Metadata) {
+    empty_then_data(metadata, AwsCliVersion::V2);
 }
 
-#[test]
-fn awscli_v1_empty_then_data_on_one_connection() {
-    empty_then_data(AwsCliVersion::V1);
+fn awscli_v1_empty_then_data_on_one_connection(metadata: Metadata) {
+    empty_then_data(metadata, AwsCliVersion::V1);
 }
 
 /// GetObjectAttributes through each aws-cli: the attributes asked for and no others, the ETag
 /// without the quotes put-object shows (as S3 answers it), Last-Modified from its header.
-fn object_attributes(version: AwsCliVersion) {
+fn object_attributes(metadata: Metadata, version: AwsCliVersion) {
     let Some(exe) = AwsCli::find(version) else {
         return;
     };
-    let cluster = Cluster::start(ClusterOptions::default());
+    let cluster = Cluster::start(ClusterOptions::with_metadata(metadata));
     let aws = AwsCli::new(exe, version, &cluster);
     let file = cluster.dir().join("attrs.bin");
     write_random_file(&file, 70_000, 7).unwrap();
@@ -398,12 +405,10 @@ fn object_attributes(version: AwsCliVersion) {
     );
 }
 
-#[test]
-fn awscli_v2_get_object_attributes() {
-    object_attributes(AwsCliVersion::V2);
+fn awscli_v2_get_object_attributes(metadata: Metadata) {
+    object_attributes(metadata, AwsCliVersion::V2);
 }
 
-#[test]
-fn awscli_v1_get_object_attributes() {
-    object_attributes(AwsCliVersion::V1);
+fn awscli_v1_get_object_attributes(metadata: Metadata) {
+    object_attributes(metadata, AwsCliVersion::V1);
 }
