@@ -212,6 +212,13 @@ pub trait MetadataStore: Send + Sync + 'static {
     // ----- chunks -----
 
     async fn get_chunk(&self, id: &ChunkId) -> Result<Option<ChunkRecord>>;
+    /// A chunk's record for moving its bytes (reads, and the dedup check of a write): size and
+    /// replicas. Like `get_chunk`, except that a backend keeping refs apart from the record may
+    /// leave `ref_count` 0 rather than count refs on the request path (the all-zero chunk of a
+    /// backup set can have millions).
+    async fn get_chunk_location(&self, id: &ChunkId) -> Result<Option<ChunkRecord>> {
+        self.get_chunk(id).await
+    }
     /// Records one more replica of a chunk (after repair copied it). Idempotent.
     async fn add_replica(&self, id: &ChunkId, node: &str) -> Result<()>;
     /// Forgets one replica (lost, corrupt, or moved away). Idempotent.

@@ -117,9 +117,13 @@ async fn fetch_chunk(
     let hex = entry.chunk.to_hex();
     let record = match known {
         Some(record) => record,
-        None => inner.meta.get_chunk(&entry.chunk).await?.ok_or_else(|| {
-            PipelineError::ChunkUnavailable(format!("chunk {hex} has no record in metadata"))
-        })?,
+        None => inner
+            .meta
+            .get_chunk_location(&entry.chunk)
+            .await?
+            .ok_or_else(|| {
+                PipelineError::ChunkUnavailable(format!("chunk {hex} has no record in metadata"))
+            })?,
     };
     let replicas = read_order(
         inner,

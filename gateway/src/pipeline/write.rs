@@ -210,7 +210,7 @@ async fn existing_replicas(
     size: u64,
     need: usize,
 ) -> Result<Vec<NodeView>, PipelineError> {
-    let Some(record) = inner.meta.get_chunk(id).await? else {
+    let Some(record) = inner.meta.get_chunk_location(id).await? else {
         return Ok(Vec::new());
     };
     let hex = id.to_hex();

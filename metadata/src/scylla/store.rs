@@ -130,6 +130,9 @@ impl MetadataStore for ScyllaStore {
     async fn get_chunk(&self, id: &ChunkId) -> Result<Option<ChunkRecord>> {
         self.chunk(id).await
     }
+    async fn get_chunk_location(&self, id: &ChunkId) -> Result<Option<ChunkRecord>> {
+        self.chunk_row(id).await
+    }
     async fn add_replica(&self, id: &ChunkId, node: &str) -> Result<()> {
         self.change_replica(id, node, true).await
     }

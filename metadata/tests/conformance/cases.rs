@@ -189,8 +189,13 @@ pub async fn reads_for_get_match_separate_calls(s: Store) {
                 for_read(s.get_chunk(&entry.chunk).await.unwrap())
             );
             assert!(record.is_some());
+            assert_eq!(
+                for_read(s.get_chunk_location(&entry.chunk).await.unwrap()),
+                for_read(record.clone())
+            );
         }
     }
+    assert_eq!(s.get_chunk_location(&chunk(999_999)).await.unwrap(), None);
     assert!(matches!(
         s.get_manifest_for_read("no-such-version", 3).await,
         Err(MetaError::NoSuchKey)
