@@ -101,6 +101,7 @@ mod records;
 mod refs;
 mod schema;
 mod store;
+mod uploads;
 
 pub use config::{Replication, ScyllaConfig, DEFAULT_KEYSPACE, DEFAULT_PORT};
 

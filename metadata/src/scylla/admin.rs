@@ -149,14 +149,7 @@ impl ScyllaStore {
     /// Whether a bucket marked deleting holds no upload and no object (fencing keys whose
     /// commit is pending, see `index.rs`).
     async fn bucket_is_empty(&self, bucket: &BucketRecord) -> Result<bool> {
-        let has_uploads: Option<(String,)> = first(
-            &self.session,
-            &self.st.upload_any,
-            (&bucket.id,),
-            "checking a bucket is empty",
-        )
-        .await?;
-        Ok(has_uploads.is_none() && !self.bucket_has_objects(bucket).await?)
+        Ok(!self.bucket_has_uploads(bucket).await? && !self.bucket_has_objects(bucket).await?)
     }
 
     pub(super) async fn bucket_set_versioning(

@@ -2,12 +2,11 @@
 //! `part/<upload id>/<number>/<nonce>`), listing uploads with delimiter folding, completion
 //! (a commit whose manifest is the parts' chunks, no data copied) and abort.
 
-use super::cql::{self, decode, encode, exec, first, lwt, rows, FORMAT};
-use super::listing::{after, prefix_successor};
+use super::cql::{self, decode, encode, exec, first, lwt, FORMAT};
 use super::{ScyllaStore, MAX_CAS_ATTEMPTS};
 use crate::{
     BucketRecord, CommitOutcome, ManifestEntry, MetaError, ObjectRecord, PartRecord, PutCondition,
-    Result, UploadListPage, UploadListQuery, UploadRecord,
+    Result, UploadRecord,
 };
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
@@ -30,11 +29,6 @@ fn part_number(n: u32) -> i32 {
 
 /// `number, ref_id, format, record` of a part row.
 type PartRow = (i32, Option<String>, Option<i32>, Option<String>);
-
-enum UploadEntry {
-    Upload(UploadRecord),
-    Prefix(String),
-}
 
 impl ScyllaStore {
     /// CreateMultipartUpload: the upload's state row (`open`), then its listing row, then the
@@ -59,20 +53,8 @@ impl ScyllaStore {
                 upload.upload_id
             )));
         }
-        let values = (
-            &bucket.id,
-            &upload.key,
-            &upload.upload_id,
-            FORMAT,
-            encode(upload)?,
-        );
-        exec(
-            &self.session,
-            &self.st.upload_insert,
-            values,
-            "creating an upload",
-        )
-        .await?;
+        self.upload_row_insert(bucket, upload, encode(upload)?)
+            .await?;
         if let Err(e) = self.check_bucket_live(bucket).await {
             let _ = self
                 .drop_upload(bucket, &upload.key, &upload.upload_id, Vec::new())
@@ -80,25 +62,6 @@ impl ScyllaStore {
             return Err(e);
         }
         Ok(())
-    }
-
-    pub(super) async fn upload(
-        &self,
-        bucket: &BucketRecord,
-        key: &str,
-        upload_id: &str,
-    ) -> Result<UploadRecord> {
-        let row: Option<(Option<i32>, Option<String>)> = first(
-            &self.session,
-            &self.st.upload_get,
-            (&bucket.id, key, upload_id),
-            "reading an upload",
-        )
-        .await?;
-        match row {
-            Some((format, record)) => decode(format, record.as_deref()),
-            None => Err(MetaError::NoSuchUpload(upload_id.to_owned())),
-        }
     }
 
     /// UploadPart's commit: the part's refs, then the part row by an LWT that requires the
@@ -380,111 +343,6 @@ impl ScyllaStore {
             "deleting parts",
         )
         .await?;
-        exec(
-            &self.session,
-            &self.st.upload_delete,
-            (&bucket.id, key, upload_id),
-            "deleting an upload",
-        )
-        .await
-    }
-
-    pub(super) async fn upload_list(
-        &self,
-        bucket: &BucketRecord,
-        q: &UploadListQuery,
-    ) -> Result<UploadListPage> {
-        let mut page = UploadListPage::default();
-        if q.max_uploads == 0 {
-            return Ok(page);
-        }
-        let batch: i32 = (q.max_uploads + 1).clamp(16, 1000) as i32;
-        let delimiter = q.delimiter.as_deref().filter(|d| !d.is_empty());
-        // Where to read from: (key, Some(upload id)) is exclusive on the pair, (key, None)
-        // inclusive on the key.
-        let mut position: (String, Option<String>) = match (&q.key_marker, &q.upload_id_marker) {
-            (Some(km), Some(um)) if km.as_str() >= q.prefix.as_str() => {
-                (km.clone(), Some(um.clone()))
-            }
-            (Some(km), None) if after(km) > q.prefix => (after(km), None),
-            _ => (q.prefix.clone(), None),
-        };
-        let want = q.max_uploads + 1; // one more than the page, to know whether it is truncated
-        let mut entries: Vec<UploadEntry> = Vec::new();
-        'read: while entries.len() < want {
-            let found: Vec<(String, String, Option<i32>, Option<String>)> = match &position {
-                (key, Some(upload_id)) => {
-                    rows(
-                        &self.session,
-                        &self.st.upload_list_after,
-                        (&bucket.id, key, upload_id, batch),
-                        "listing uploads",
-                    )
-                    .await?
-                }
-                (key, None) => {
-                    rows(
-                        &self.session,
-                        &self.st.upload_list_from,
-                        (&bucket.id, key, batch),
-                        "listing uploads",
-                    )
-                    .await?
-                }
-            };
-            let exhausted = found.len() < batch as usize;
-            for (key, upload_id, format, record) in found {
-                if !key.starts_with(&q.prefix) {
-                    break 'read; // reads start at or after the prefix: past it now
-                }
-                let cp = delimiter.and_then(|d| {
-                    key[q.prefix.len()..]
-                        .find(d)
-                        .map(|p| key[..q.prefix.len() + p + d.len()].to_owned())
-                });
-                if let Some(cp) = cp {
-                    if q.key_marker.as_ref().is_none_or(|km| cp > *km) {
-                        entries.push(UploadEntry::Prefix(cp.clone()));
-                    }
-                    // Skip every upload under the folded prefix with one new read.
-                    match prefix_successor(&cp) {
-                        Some(next) => position = (next, None),
-                        None => break 'read,
-                    }
-                    continue 'read;
-                }
-                entries.push(UploadEntry::Upload(decode(format, record.as_deref())?));
-                position = (key, Some(upload_id));
-                if entries.len() == want {
-                    break 'read;
-                }
-            }
-            if exhausted {
-                break;
-            }
-        }
-        if entries.len() > q.max_uploads {
-            entries.truncate(q.max_uploads);
-            page.is_truncated = true;
-        }
-        for entry in entries {
-            match entry {
-                UploadEntry::Upload(u) => {
-                    if page.is_truncated {
-                        page.next_key_marker = Some(u.key.clone());
-                        page.next_upload_id_marker = Some(u.upload_id.clone());
-                    }
-                    page.uploads.push(u);
-                }
-                UploadEntry::Prefix(cp) => {
-                    if page.is_truncated {
-                        page.next_key_marker = Some(cp.clone());
-                        page.next_upload_id_marker = None;
-                    }
-                    page.common_prefixes.push(cp);
-                }
-            }
-        }
-        Ok(page)
+        self.upload_row_delete(bucket, key, upload_id).await
     }
 }

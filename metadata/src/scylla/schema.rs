@@ -216,12 +216,12 @@ statements! {
     ref_count: Idempotent => "SELECT COUNT(*) FROM {ks}.chunk_refs WHERE chunk_id = ?",
 
     // multipart uploads
-    upload_insert: Idempotent => "INSERT INTO {ks}.uploads (bucket_id, key, upload_id, format, record) VALUES (?, ?, ?, ?, ?)",
-    upload_get: Idempotent => "SELECT format, record FROM {ks}.uploads WHERE bucket_id = ? AND key = ? AND upload_id = ?",
-    upload_delete: Idempotent => "DELETE FROM {ks}.uploads WHERE bucket_id = ? AND key = ? AND upload_id = ?",
-    upload_list_from: Idempotent => "SELECT key, upload_id, format, record FROM {ks}.uploads WHERE bucket_id = ? AND key >= ? LIMIT ?",
-    upload_list_after: Idempotent => "SELECT key, upload_id, format, record FROM {ks}.uploads WHERE bucket_id = ? AND (key, upload_id) > (?, ?) LIMIT ?",
-    upload_any: Idempotent => "SELECT upload_id FROM {ks}.uploads WHERE bucket_id = ? LIMIT 1",
+    upload_insert: Idempotent => "INSERT INTO {ks}.uploads (bucket_id, shard, key, upload_id, format, record) VALUES (?, ?, ?, ?, ?, ?)",
+    upload_get: Idempotent => "SELECT format, record FROM {ks}.uploads WHERE bucket_id = ? AND shard = ? AND key = ? AND upload_id = ?",
+    upload_delete: Idempotent => "DELETE FROM {ks}.uploads WHERE bucket_id = ? AND shard = ? AND key = ? AND upload_id = ?",
+    upload_list_from: Idempotent => "SELECT key, upload_id, format, record FROM {ks}.uploads WHERE bucket_id = ? AND shard = ? AND key >= ? LIMIT ?",
+    upload_list_after: Idempotent => "SELECT key, upload_id, format, record FROM {ks}.uploads WHERE bucket_id = ? AND shard = ? AND (key, upload_id) > (?, ?) LIMIT ?",
+    upload_any: Idempotent => "SELECT upload_id FROM {ks}.uploads WHERE bucket_id = ? AND shard = ? LIMIT 1",
     // parts: the static `state` and every part row are written only by LWTs.
     upload_open: Lwt => "INSERT INTO {ks}.parts (upload_id, state) VALUES (?, 'open') IF NOT EXISTS",
     upload_set_state: Lwt => "UPDATE {ks}.parts SET state = ? WHERE upload_id = ? IF state = ?",
