@@ -125,6 +125,8 @@ pub struct ScyllaStore {
     session: Session,
     st: Statements,
     config: ScyllaConfig,
+    /// Commits whose LWT answer was lost and that a serial read found applied.
+    settled_by_read: std::sync::atomic::AtomicU64,
 }
 
 impl ScyllaStore {
@@ -137,12 +139,21 @@ impl ScyllaStore {
             session,
             st,
             config,
+            settled_by_read: Default::default(),
         })
     }
 
     /// The configuration this store was connected with.
     pub fn config(&self) -> &ScyllaConfig {
         &self.config
+    }
+
+    /// How many commits lost their LWT's answer (an error, such as a timeout) and were found
+    /// applied by the serial read that follows: reported as done, not as failed. For tests.
+    #[doc(hidden)]
+    pub fn commits_settled_by_read(&self) -> u64 {
+        self.settled_by_read
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Drops this store's keyspace with every table and row in it. For tests, which each

@@ -166,3 +166,83 @@ async fn spec_options_reach_the_cluster() {
     store.create_bucket(bucket.clone()).await.unwrap();
     assert_eq!(store.get_bucket("dc").await.unwrap(), Some(bucket));
 }
+
+/// A commit whose lightweight transaction applied but whose answer was lost (a timeout) must be
+/// reported as done, and one that did not apply as failed: never an acknowledged write that is
+/// not there, nor a failed one that is. The client-side LWT timeout is set so short that most
+/// answers are lost; a serial read settles each.
+#[tokio::test(flavor = "multi_thread")]
+async fn commits_whose_answer_is_lost_are_settled_by_a_read() {
+    use sdfbs_metadata::*;
+    use std::time::Duration;
+    let Ok(host) = std::env::var("SDFBS_TEST_SCYLLA") else {
+        assert!(scylla_factory().await.is_none());
+        return;
+    };
+    let keyspace = format!("sdfbs_test_{}", uuid::Uuid::new_v4().simple());
+    let config = ScyllaConfig::from_spec(&format!("{host}/{keyspace}")).unwrap();
+    let _guard = KeyspaceGuard(config.clone());
+    // Schema and bucket through a store with normal timeouts.
+    let setup = ScyllaStore::connect(config.clone()).await.unwrap();
+    let bucket = BucketRecord {
+        name: "lost".into(),
+        id: uuid::Uuid::new_v4().to_string(),
+        created: now_millis(),
+        owner: "AK".into(),
+        versioning: VersioningState::Unversioned,
+        shard_count: 4,
+    };
+    setup.create_bucket(bucket.clone()).await.unwrap();
+    let mut hurried = config.clone();
+    hurried.lwt_timeout = Some(Duration::from_millis(1));
+    let store = ScyllaStore::connect(hurried).await.unwrap();
+    let (mut done, mut failed) = (0, 0);
+    for i in 0..40u32 {
+        // Half new keys, half overwrites of one key (the compare-and-set of a current version).
+        let key = if i % 2 == 0 {
+            format!("k{i}")
+        } else {
+            "same".to_owned()
+        };
+        let object = ObjectRecord {
+            key: key.clone(),
+            version_id: uuid::Uuid::new_v4().to_string(),
+            size: 0,
+            etag: format!("etag-{i}"),
+            last_modified: now_millis(),
+            content_type: None,
+            headers: Default::default(),
+            user_metadata: Default::default(),
+            checksums: Default::default(),
+            checksum_type: None,
+            parts: Vec::new(),
+            delete_marker: false,
+            owner: "AK".into(),
+        };
+        let before = setup.get_object(&bucket, &key).await.unwrap();
+        let result = store
+            .commit_object(&bucket, object.clone(), vec![], vec![], PutCondition::None)
+            .await;
+        let now = setup.get_object(&bucket, &key).await.unwrap();
+        match result {
+            Ok(outcome) => {
+                done += 1;
+                assert_eq!(now, Some(object), "acknowledged commit {i} is not current");
+                assert_eq!(
+                    outcome.replaced, before,
+                    "commit {i} replaced what was current"
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                assert_eq!(now, before, "failed commit {i} ({e}) changed the key");
+            }
+        }
+    }
+    let settled = store.commits_settled_by_read();
+    eprintln!("{done} commits done ({settled} of them settled by a read), {failed} failed");
+    assert!(
+        settled > 0,
+        "no LWT answer was lost: the test did not exercise what it is for"
+    );
+}

@@ -72,6 +72,11 @@ pub struct ScyllaConfig {
     /// load balancing, no failover to a remote one), which is what `LOCAL_QUORUM` and
     /// `LOCAL_SERIAL` assume. `None`: every node is a candidate (one datacenter).
     pub local_datacenter: Option<String>,
+    /// How long the client waits for a lightweight transaction (commits, part records, upload
+    /// states) before it treats the answer as lost; `None`: the driver's default. Whatever it
+    /// is, an LWT whose answer is lost is settled by a serial read, never assumed failed (the
+    /// tests set it very short to make answers get lost).
+    pub lwt_timeout: Option<Duration>,
 }
 
 impl ScyllaConfig {
@@ -123,6 +128,7 @@ impl ScyllaConfig {
             password: None,
             connect_timeout: Duration::from_secs(10),
             local_datacenter: None,
+            lwt_timeout: None,
         };
         for option in options.into_iter().flat_map(|o| o.split('&')) {
             config.apply_option(spec, option)?;

@@ -143,6 +143,7 @@ impl ScyllaStore {
         batch.set_consistency(self.config.consistency);
         batch.set_serial_consistency(Some(self.config.serial_consistency));
         batch.set_is_idempotent(false);
+        batch.set_request_timeout(self.config.lwt_timeout);
         batch
     }
 
@@ -379,6 +380,8 @@ impl ScyllaStore {
             if head.version_id() == Some(object.version_id.as_str()) {
                 // Our commit applied (the error was a lost answer). What it replaced is the
                 // version read before.
+                self.settled_by_read
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let seq = head.current_seq;
                 *head = previous;
                 return Ok(seq);

@@ -140,7 +140,10 @@ async fn prepare(
     statement.set_serial_consistency(Some(config.serial_consistency));
     match kind {
         Kind::Idempotent => statement.set_is_idempotent(true),
-        Kind::Lwt => statement.set_is_idempotent(false),
+        Kind::Lwt => {
+            statement.set_is_idempotent(false);
+            statement.set_request_timeout(config.lwt_timeout);
+        }
         Kind::SerialRead => {
             statement.set_consistency(config.serial_read_consistency());
             statement.set_is_idempotent(true);
