@@ -32,7 +32,7 @@ pub enum Command {
     /// heartbeat.
     Gateway(GatewayArgs),
     /// Run a complete local cluster in one process: the gateway, N chunkd nodes and embedded
-    /// metadata, all kept under --data-dir.
+    /// metadata (or --metadata scylla:...), all kept under --data-dir.
     Dev(DevArgs),
     /// Manage S3 access keys through a running gateway's admin port.
     Key(KeyArgs),
@@ -89,6 +89,10 @@ pub struct DevArgs {
     /// Where the metadata and the nodes' chunks are kept (reused by the next run).
     #[arg(long, env = "SDFBS_DATA_DIR", default_value = "./sdfbs-data")]
     pub data_dir: PathBuf,
+    /// Metadata store: `scylla:HOST[,HOST...]/KEYSPACE` to try the Cassandra/ScyllaDB backend
+    /// (`embedded:PATH` also works). Default: embedded, in DATA_DIR/meta.redb.
+    #[arg(long, env = "SDFBS_METADATA")]
+    pub metadata: Option<String>,
     /// Number of chunkd nodes to run.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=32))]
     pub nodes: u16,
@@ -178,5 +182,19 @@ mod tests {
             g.serve.s3_domains,
             ["s3.example.com", "s3.internal", "s3.lan"]
         );
+    }
+
+    #[test]
+    fn dev_takes_an_optional_metadata_store() {
+        let parse = |argv: &[&str]| match Cli::try_parse_from(argv) {
+            Ok(Cli {
+                command: Command::Dev(d),
+                ..
+            }) => d,
+            other => panic!("did not parse as dev: {other:?}"),
+        };
+        assert_eq!(parse(&["sdfbs", "dev"]).metadata, None);
+        let d = parse(&["sdfbs", "dev", "--metadata", "scylla:127.0.0.1:9042/ks"]);
+        assert_eq!(d.metadata.as_deref(), Some("scylla:127.0.0.1:9042/ks"));
     }
 }

@@ -2,7 +2,7 @@
 //! names as the flags, for `sdfbs gateway` and `sdfbs dev`.
 //!
 //! ```toml
-//! metadata = "embedded:/var/lib/sdfbs/meta.redb"   # gateway
+//! metadata = "embedded:/var/lib/sdfbs/meta.redb"   # gateway; dev: optional, e.g. "scylla:..."
 //! cluster_secret = "..."                           # gateway; keep the file private
 //! s3_listen = "0.0.0.0:9000"
 //! admin_listen = "127.0.0.1:8080"
@@ -112,8 +112,11 @@ pub fn apply_gateway(args: &mut GatewayArgs, file: &FileConfig, m: &ArgMatches) 
 
 /// Fills the `dev` settings that were not given by a flag or variable from the file.
 pub fn apply_dev(args: &mut DevArgs, file: &FileConfig, m: &ArgMatches) -> Result<()> {
-    if file.metadata.is_some() || file.cluster_secret.is_some() {
-        bail!("metadata and cluster_secret are settings of `sdfbs gateway`; `sdfbs dev` keeps its own in data_dir");
+    if file.cluster_secret.is_some() {
+        bail!("cluster_secret is a setting of `sdfbs gateway`; `sdfbs dev` keeps its own in its metadata");
+    }
+    if args.metadata.is_none() {
+        args.metadata = file.metadata.clone();
     }
     if let (Some(v), true) = (&file.data_dir, defaulted(m, "data_dir")) {
         args.data_dir = v.clone();
@@ -170,6 +173,31 @@ mod tests {
         assert_eq!(args.serve.s3_domains, ["s3.example.com"]);
         // Untouched by flag and file: the default.
         assert_eq!(args.serve.region, "us-east-1");
+        Ok(())
+    }
+
+    #[test]
+    fn dev_takes_its_metadata_store_from_the_file_and_refuses_a_cluster_secret() -> Result<()> {
+        let dev = |argv: &[&str], file: &str| -> Result<DevArgs> {
+            let matches = Cli::command().try_get_matches_from(argv)?;
+            let cli = Cli::from_arg_matches(&matches)?;
+            let (Command::Dev(mut args), Some(("dev", sub))) = (cli.command, matches.subcommand())
+            else {
+                bail!("not a dev command");
+            };
+            apply_dev(&mut args, &parse(file)?, sub)?;
+            Ok(args)
+        };
+        let file = "metadata = \"scylla:10.0.0.1/sdfbs\"";
+        let args = dev(&["sdfbs", "dev"], file)?;
+        assert_eq!(args.metadata.as_deref(), Some("scylla:10.0.0.1/sdfbs"));
+        // The flag wins over the file.
+        let args = dev(
+            &["sdfbs", "dev", "--metadata", "embedded:/tmp/m.redb"],
+            file,
+        )?;
+        assert_eq!(args.metadata.as_deref(), Some("embedded:/tmp/m.redb"));
+        assert!(dev(&["sdfbs", "dev"], "cluster_secret = \"s\"").is_err());
         Ok(())
     }
 

@@ -4,8 +4,10 @@
 //! (`chunkd::start`, each in `DATA_DIR/node-N` on an ephemeral loopback port, heartbeating to the
 //! admin port like real nodes do) and the embedded metadata store in `DATA_DIR/meta.redb`.
 //! Everything is kept in the data directory, so running it again keeps every bucket, object,
-//! key and credential. Ctrl-C (or SIGTERM) stops the gateway first (requests in flight finish),
-//! then the nodes.
+//! key and credential. `--metadata scylla:HOST:PORT/KEYSPACE` keeps the metadata (and the
+//! generated credentials) in a Cassandra/ScyllaDB keyspace instead, to try that backend
+//! locally; the chunks stay in the data directory. Ctrl-C (or SIGTERM) stops the gateway first
+//! (requests in flight finish), then the nodes.
 
 use crate::cli::DevArgs;
 use anyhow::{Context, Result};
@@ -34,15 +36,22 @@ pub async fn run(args: DevArgs, given: Given) -> Result<()> {
         .data_dir
         .canonicalize()
         .unwrap_or_else(|_| args.data_dir.clone());
-    let meta_path = data_dir.join("meta.redb");
-    let meta = server::open_metadata(&format!("embedded:{}", meta_path.display()))
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open {} (is another `sdfbs dev` running on it?)",
-                meta_path.display()
-            )
-        })?;
+    let meta = match &args.metadata {
+        Some(spec) => server::open_metadata(spec)
+            .await
+            .with_context(|| format!("cannot open the metadata store {spec}"))?,
+        None => {
+            let meta_path = data_dir.join("meta.redb");
+            server::open_metadata(&format!("embedded:{}", meta_path.display()))
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot open {} (is another `sdfbs dev` running on it?)",
+                        meta_path.display()
+                    )
+                })?
+        }
+    };
 
     let gateway = server::start(GatewayOptions {
         meta,
@@ -84,7 +93,17 @@ pub async fn run(args: DevArgs, given: Given) -> Result<()> {
     }
     wait_for_nodes(&gateway, &running).await;
 
-    print_banner(&gateway, &data_dir, nodes, &args.serve.s3_domains)?;
+    let metadata = match &args.metadata {
+        Some(spec) => spec.clone(),
+        None => format!("embedded, in {}", data_dir.join("meta.redb").display()),
+    };
+    print_banner(
+        &gateway,
+        &data_dir,
+        &metadata,
+        nodes,
+        &args.serve.s3_domains,
+    )?;
     server::shutdown_signal().await;
     eprintln!("sdfbs: stopping");
     stop_all(gateway, running).await;
@@ -131,6 +150,7 @@ async fn stop_all(gateway: server::RunningGateway, nodes: Vec<chunkd::RunningNod
 fn print_banner(
     gateway: &server::RunningGateway,
     data_dir: &std::path::Path,
+    metadata: &str,
     nodes: usize,
     s3_domains: &[String],
 ) -> Result<()> {
@@ -159,6 +179,7 @@ fn print_banner(
         "
 SDFBS dev cluster running: {nodes} node(s), data in {dir}. Ctrl-C stops it.
 
+  Metadata      {metadata}
   S3 endpoint   {endpoint}
   Region        {region}{domains}
   Access key    {ak}
