@@ -26,11 +26,33 @@ pub fn client(cluster: &Cluster, checksums: Checksums) -> Client {
 
 /// A client for `cluster` with the given credentials.
 pub fn client_with(cluster: &Cluster, ak: &str, sk: &str, checksums: Checksums) -> Client {
+    build_client(cluster, &cluster.s3_url, ak, sk, checksums)
+}
+
+/// A client for gateway `i` of `cluster` with the root credentials and the SDK's default
+/// checksum settings.
+pub fn client_of_gateway(cluster: &Cluster, i: usize) -> Client {
+    build_client(
+        cluster,
+        cluster.s3_url_of(i),
+        &cluster.access_key,
+        &cluster.secret_key,
+        Checksums::Default,
+    )
+}
+
+fn build_client(
+    cluster: &Cluster,
+    endpoint: &str,
+    ak: &str,
+    sk: &str,
+    checksums: Checksums,
+) -> Client {
     let http = aws_smithy_http_client::Builder::new().build_http();
     let mut conf = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(cluster.region.clone()))
-        .endpoint_url(&cluster.s3_url)
+        .endpoint_url(endpoint)
         .force_path_style(true)
         .credentials_provider(Credentials::new(ak, sk, None, None, "sdfbs-compat-tests"))
         .http_client(http);
