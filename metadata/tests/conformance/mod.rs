@@ -21,6 +21,7 @@ pub mod cases_chunks;
 pub mod cases_listing;
 pub mod cases_multipart;
 pub mod cases_races;
+pub mod cases_review;
 pub mod util;
 
 use sdfbs_metadata::MetadataStore;
@@ -83,6 +84,10 @@ macro_rules! conformance_tests {
             cases_races::racing_overwrites_release_every_replaced_version,
             cases_races::racing_deletes_and_overwrites_of_one_key,
             cases_races::gc_delete_racing_reuse_keeps_referenced_chunk,
+            cases_review::review_put_racing_put_and_delete_of_one_key_is_listed,
+            cases_review::review_abort_cut_short_can_be_retried,
+            cases_review::review_complete_cut_short_can_be_retried,
+            cases_review::review_delete_bucket_cut_short_leaves_keys_writable,
         );
     };
     (@cases $factory:path; $($module:ident :: $case:ident),* $(,)?) => {
