@@ -122,7 +122,8 @@ const MAX_CAS_ATTEMPTS: usize = 32;
 
 /// The metadata store on a ScyllaDB or Cassandra cluster. Cheap to share (`Arc`).
 pub struct ScyllaStore {
-    session: Session,
+    /// Shared with tasks that outlive a request (an unfinished upload claim's revert).
+    session: std::sync::Arc<Session>,
     st: Statements,
     config: ScyllaConfig,
     /// Commits whose LWT answer was lost and that a serial read found applied.
@@ -136,7 +137,7 @@ impl ScyllaStore {
         schema::apply_schema(&session, &config).await?;
         let st = Statements::prepare(&session, &config).await?;
         Ok(ScyllaStore {
-            session,
+            session: std::sync::Arc::new(session),
             st,
             config,
             settled_by_read: Default::default(),

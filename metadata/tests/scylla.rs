@@ -70,51 +70,39 @@ async fn scylla_factory() -> Option<TestStore> {
 
 conformance_tests!(scylla_factory);
 
+/// A fresh keyspace of the node named by `SDFBS_TEST_SCYLLA` (spec options appended), and the
+/// guard that drops it; `None` (after the skip line) without a node, as `scylla_factory`.
+async fn fresh_keyspace(options: &str) -> Option<(ScyllaConfig, KeyspaceGuard)> {
+    let Ok(host) = std::env::var("SDFBS_TEST_SCYLLA") else {
+        // Prints the skip line, or fails under SDFBS_REQUIRE_E2E.
+        assert!(scylla_factory().await.is_none());
+        return None;
+    };
+    let keyspace = format!("sdfbs_test_{}", uuid::Uuid::new_v4().simple());
+    let config = ScyllaConfig::from_spec(&format!("{host}/{keyspace}{options}")).unwrap();
+    Some((config.clone(), KeyspaceGuard(config)))
+}
+
 /// What only the Cassandra backend has: several gateways creating the schema of one fresh
 /// keyspace at the same moment, then serving it together.
 #[tokio::test(flavor = "multi_thread")]
 async fn gateways_starting_together_share_one_schema() {
+    use conformance::util::{bucket, object};
     use sdfbs_metadata::*;
-    let Some(first) = scylla_factory().await else {
+    let Some((config, _guard)) = fresh_keyspace("").await else {
         return;
     };
-    // `first` created the keyspace; three more stores connect to a second, fresh keyspace at
-    // once, and a fourth connects after them (finding every table, it sends no DDL).
-    drop(first);
-    let host = std::env::var("SDFBS_TEST_SCYLLA").unwrap_or_default();
-    let keyspace = format!("sdfbs_test_{}", uuid::Uuid::new_v4().simple());
-    let config = ScyllaConfig::from_spec(&format!("{host}/{keyspace}")).unwrap();
-    let _guard = KeyspaceGuard(config.clone());
+    // Three stores create the keyspace at once; a fourth connects after them (finding every
+    // table, it sends no DDL).
     let stores = futures::future::join_all((0..3).map(|_| ScyllaStore::connect(config.clone())))
         .await
         .into_iter()
         .map(|s| s.expect("every gateway starts"))
         .collect::<Vec<_>>();
     let late = ScyllaStore::connect(config.clone()).await.unwrap();
-    let bucket = BucketRecord {
-        name: "shared".into(),
-        id: uuid::Uuid::new_v4().to_string(),
-        created: now_millis(),
-        owner: "AK".into(),
-        versioning: VersioningState::Unversioned,
-        shard_count: 4,
-    };
+    let bucket = bucket("shared");
     stores[0].create_bucket(bucket.clone()).await.unwrap();
-    let object = ObjectRecord {
-        key: "k".into(),
-        version_id: uuid::Uuid::new_v4().to_string(),
-        size: 0,
-        etag: "d41d8cd98f00b204e9800998ecf8427e".into(),
-        last_modified: now_millis(),
-        content_type: None,
-        headers: Default::default(),
-        user_metadata: Default::default(),
-        checksums: Default::default(),
-        checksum_type: None,
-        parts: Vec::new(),
-        delete_marker: false,
-        owner: "AK".into(),
-    };
+    let object = object("k", 0, "d41d8cd98f00b204e9800998ecf8427e");
     stores[1]
         .commit_object(&bucket, object.clone(), vec![], vec![], PutCondition::None)
         .await
@@ -142,27 +130,13 @@ async fn gateways_starting_together_share_one_schema() {
 /// node's datacenter (SimpleSnitch names it `datacenter1`) and the keyspace's replication.
 #[tokio::test(flavor = "multi_thread")]
 async fn spec_options_reach_the_cluster() {
-    use sdfbs_metadata::*;
-    let Ok(host) = std::env::var("SDFBS_TEST_SCYLLA") else {
-        // scylla_factory prints the skip line or fails under SDFBS_REQUIRE_E2E.
-        assert!(scylla_factory().await.is_none());
+    use sdfbs_metadata::MetadataStore;
+    let options = "?replication=datacenter1:1&local_dc=datacenter1";
+    let Some((config, _guard)) = fresh_keyspace(options).await else {
         return;
     };
-    let keyspace = format!("sdfbs_test_{}", uuid::Uuid::new_v4().simple());
-    let config = ScyllaConfig::from_spec(&format!(
-        "{host}/{keyspace}?replication=datacenter1:1&local_dc=datacenter1"
-    ))
-    .unwrap();
-    let _guard = KeyspaceGuard(config.clone());
     let store = ScyllaStore::connect(config).await.unwrap();
-    let bucket = BucketRecord {
-        name: "dc".into(),
-        id: uuid::Uuid::new_v4().to_string(),
-        created: now_millis(),
-        owner: "AK".into(),
-        versioning: VersioningState::Unversioned,
-        shard_count: 2,
-    };
+    let bucket = conformance::util::bucket("dc");
     store.create_bucket(bucket.clone()).await.unwrap();
     assert_eq!(store.get_bucket("dc").await.unwrap(), Some(bucket));
 }
@@ -173,25 +147,15 @@ async fn spec_options_reach_the_cluster() {
 /// answers are lost; a serial read settles each.
 #[tokio::test(flavor = "multi_thread")]
 async fn commits_whose_answer_is_lost_are_settled_by_a_read() {
+    use conformance::util::{bucket, object};
     use sdfbs_metadata::*;
     use std::time::Duration;
-    let Ok(host) = std::env::var("SDFBS_TEST_SCYLLA") else {
-        assert!(scylla_factory().await.is_none());
+    let Some((config, _guard)) = fresh_keyspace("").await else {
         return;
     };
-    let keyspace = format!("sdfbs_test_{}", uuid::Uuid::new_v4().simple());
-    let config = ScyllaConfig::from_spec(&format!("{host}/{keyspace}")).unwrap();
-    let _guard = KeyspaceGuard(config.clone());
     // Schema and bucket through a store with normal timeouts.
     let setup = ScyllaStore::connect(config.clone()).await.unwrap();
-    let bucket = BucketRecord {
-        name: "lost".into(),
-        id: uuid::Uuid::new_v4().to_string(),
-        created: now_millis(),
-        owner: "AK".into(),
-        versioning: VersioningState::Unversioned,
-        shard_count: 4,
-    };
+    let bucket = bucket("lost");
     setup.create_bucket(bucket.clone()).await.unwrap();
     let mut hurried = config.clone();
     hurried.lwt_timeout = Some(Duration::from_millis(1));
@@ -204,21 +168,7 @@ async fn commits_whose_answer_is_lost_are_settled_by_a_read() {
         } else {
             "same".to_owned()
         };
-        let object = ObjectRecord {
-            key: key.clone(),
-            version_id: uuid::Uuid::new_v4().to_string(),
-            size: 0,
-            etag: format!("etag-{i}"),
-            last_modified: now_millis(),
-            content_type: None,
-            headers: Default::default(),
-            user_metadata: Default::default(),
-            checksums: Default::default(),
-            checksum_type: None,
-            parts: Vec::new(),
-            delete_marker: false,
-            owner: "AK".into(),
-        };
+        let object = object(&key, 0, &format!("etag-{i}"));
         let before = setup.get_object(&bucket, &key).await.unwrap();
         let result = store
             .commit_object(&bucket, object.clone(), vec![], vec![], PutCondition::None)

@@ -10,6 +10,56 @@ use crate::{
 };
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+
+/// A random token naming one request's claim on an upload's state.
+fn random_token() -> i64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    // RandomState is seeded from the OS; the clock separates claims within a process.
+    RandomState::new().hash_one(nanos) as i64
+}
+
+/// A request's hold on an upload's state (`completing` or `aborting`). Dropped before
+/// [`UploadClaim::finished`], it puts the upload back to `open` if the state is still its own
+/// (an LWT on the token, sent from a task of its own since `Drop` cannot wait): the
+/// completion or abort did not finish, and the client's retry must find the upload usable. A
+/// finished operation has deleted the partition, which the revert's condition then misses.
+struct UploadClaim {
+    session: Arc<::scylla::client::session::Session>,
+    revert: ::scylla::statement::prepared::PreparedStatement,
+    upload_id: String,
+    state: &'static str,
+    token: i64,
+    armed: bool,
+}
+
+impl UploadClaim {
+    fn finished(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for UploadClaim {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(upload_id = %self.upload_id, "no runtime to reopen an unfinished upload; it stays {}", self.state);
+            return;
+        };
+        let (session, revert) = (Arc::clone(&self.session), self.revert.clone());
+        let (upload_id, state, token) = (self.upload_id.clone(), self.state, self.token);
+        runtime.spawn(async move {
+            let values = (upload_id.as_str(), state, token);
+            if let Err(e) = lwt(&session, &revert, values, "reopening an upload").await {
+                tracing::warn!(upload_id, error = %e, "could not reopen an upload whose completion or abort did not finish");
+            }
+        });
+    }
+}
 
 /// A ref id unique to one upload of one part: re-uploading a part number with the same chunks
 /// must not let the release of the old upload's refs drop the new one's.
@@ -141,14 +191,14 @@ impl ScyllaStore {
 
     /// Whether the upload's state is `open` (serial read).
     async fn upload_is_open(&self, upload_id: &str) -> Result<bool> {
-        let row: Option<(Option<String>,)> = first(
+        let row: Option<(Option<String>, Option<i64>)> = first(
             &self.session,
             &self.st.upload_state,
             (upload_id,),
             "reading an upload's state",
         )
         .await?;
-        Ok(matches!(row, Some((Some(state),)) if state == "open"))
+        Ok(matches!(row, Some((Some(state), _)) if state == "open"))
     }
 
     /// Releases the refs of the part upload a new one replaced (after the replacement
@@ -239,25 +289,18 @@ impl ScyllaStore {
     ) -> Result<CommitOutcome> {
         let key = object.key.clone();
         self.upload(bucket, &key, upload_id).await?;
-        self.set_upload_state(upload_id, "open", "completing")
-            .await?;
-        let completed = self
+        let claim = self.claim_upload(upload_id, "completing").await?;
+        // From here on, an early return or a dropped request puts the upload back to `open`
+        // (the claim's drop): a refused commit (condition, missing part, bucket gone) can be
+        // retried by the client.
+        let (outcome, parts) = self
             .complete_locked(bucket, upload_id, object, part_numbers, condition)
-            .await;
-        match completed {
-            Ok((outcome, parts)) => {
-                if let Err(e) = self.drop_upload(bucket, &key, upload_id, parts).await {
-                    tracing::warn!(upload_id, error = %e, "upload completed but its parts were not all released (garbage, not data loss)");
-                }
-                Ok(outcome)
-            }
-            Err(e) => {
-                if let Err(reopen) = self.set_upload_state(upload_id, "completing", "open").await {
-                    tracing::warn!(upload_id, error = %reopen, "a refused completion could not reopen its upload");
-                }
-                Err(e)
-            }
+            .await?;
+        if let Err(e) = self.drop_upload(bucket, &key, upload_id, parts).await {
+            tracing::warn!(upload_id, error = %e, "upload completed but its parts were not all released (garbage, not data loss)");
         }
+        claim.finished();
+        Ok(outcome)
     }
 
     /// The part of `complete` that runs while the upload is `completing`.
@@ -295,22 +338,50 @@ impl ScyllaStore {
         Ok((outcome, parts))
     }
 
-    /// Moves an upload from state `from` to `to` (LWT); `NoSuchUpload` when it is not in
-    /// `from` (completed, aborted, or being completed or aborted by another request).
-    async fn set_upload_state(&self, upload_id: &str, from: &str, to: &str) -> Result<()> {
-        if lwt(
+    /// Moves an upload from `open` to `to` (LWT), under a token of this request;
+    /// `NoSuchUpload` when it is not `open` (completed, aborted, or being completed or aborted
+    /// by another request). A lost answer is settled by a serial read of the state and token.
+    /// The claim puts the upload back to `open` when it is dropped unfinished: a request
+    /// refused, failed, or cut short (a client that hangs up makes the server drop it) never
+    /// leaves the upload stuck for the client's retry.
+    async fn claim_upload(&self, upload_id: &str, to: &'static str) -> Result<UploadClaim> {
+        // The claim exists before the LWT is sent: a request dropped while the LWT is in
+        // flight still reverts it if it applied (the revert's condition names the token).
+        let mut claim = UploadClaim {
+            session: Arc::clone(&self.session),
+            revert: self.st.upload_revert.clone(),
+            upload_id: upload_id.to_owned(),
+            state: to,
+            token: random_token(),
+            armed: true,
+        };
+        let values = (to, claim.token, upload_id, "open");
+        let applied = match lwt(
             &self.session,
             &self.st.upload_set_state,
-            (to, upload_id, from),
+            values,
             "changing an upload's state",
         )
-        .await?
-        .applied
+        .await
         {
-            Ok(())
-        } else {
-            Err(MetaError::NoSuchUpload(upload_id.to_owned()))
+            Ok(outcome) => outcome.applied,
+            Err(e) => {
+                tracing::warn!(upload_id, error = %e, "changing an upload's state failed; checking whether it applied");
+                let row: Option<(Option<String>, Option<i64>)> = first(
+                    &self.session,
+                    &self.st.upload_state,
+                    (upload_id,),
+                    "reading an upload's state",
+                )
+                .await?;
+                row == Some((Some(to.to_owned()), Some(claim.token)))
+            }
+        };
+        if !applied {
+            claim.armed = false;
+            return Err(MetaError::NoSuchUpload(upload_id.to_owned()));
         }
+        Ok(claim)
     }
 
     pub(super) async fn abort(
@@ -320,12 +391,16 @@ impl ScyllaStore {
         upload_id: &str,
     ) -> Result<()> {
         self.upload(bucket, key, upload_id).await?;
-        self.set_upload_state(upload_id, "open", "aborting").await?;
+        let claim = self.claim_upload(upload_id, "aborting").await?;
         let parts = self.parts(upload_id, 0, usize::MAX).await?;
-        self.drop_upload(bucket, key, upload_id, parts).await
+        self.drop_upload(bucket, key, upload_id, parts).await?;
+        claim.finished();
+        Ok(())
     }
 
-    /// Releases the parts' refs, then deletes the part rows and the upload row.
+    /// Releases the parts' refs, then deletes the upload row (the upload is then gone from
+    /// every read path) and last the parts partition (with its state: an unfinished claim's
+    /// revert then finds nothing to reopen). Each step is idempotent, so a retry redoes it.
     async fn drop_upload(
         &self,
         bucket: &BucketRecord,
@@ -336,13 +411,13 @@ impl ScyllaStore {
         for (ref_id, part) in &parts {
             self.release_refs(ref_id, &part.chunks).await?;
         }
+        self.upload_row_delete(bucket, key, upload_id).await?;
         exec(
             &self.session,
             &self.st.parts_delete,
             (upload_id,),
             "deleting parts",
         )
-        .await?;
-        self.upload_row_delete(bucket, key, upload_id).await
+        .await
     }
 }

@@ -7,18 +7,22 @@
 //! 1. Read the key's partition (a plain quorum read): the current version, its sequence number
 //!    and whether DeleteBucket fenced the key. A condition that fails here fails at once.
 //! 2. Write the version's data (refs, chunk rows, manifest): nothing points at it yet.
-//! 3. Mark the key's listing row pending (timestamp `seq - 1`), then check with a serial read
-//!    that the bucket still exists under the same id and is not being deleted: a DeleteBucket
-//!    that starts after this check finds the pending row (see `index.rs`).
+//! 3. Mark the key's listing row pending (timestamp `seq - 1`), then check (a quorum read) that
+//!    the bucket still exists under the same id and is not being deleted: a DeleteBucket whose
+//!    mark this check misses finds the pending row (see `index.rs`).
 //! 4. The commit point: one conditional batch on the key's partition sets `head` to the new
-//!    version if `head` is still what step 1 read and the key is not fenced, inserts the
-//!    version row and removes the replaced one. If it does not apply, the key is re-read
-//!    serially (that completes any Paxos round in flight) and the loop goes back to the check
-//!    of the condition. If the batch fails with an error (a timeout), it may still have
-//!    applied: the serial re-read tells, and a commit that did apply is reported as done.
+//!    version if `head` and `head_seq` are still what step 1 read (both: a key deleted and
+//!    re-created meanwhile has the same `head` but a later `head_seq`) and the key is not
+//!    fenced, inserts the version row and removes the replaced one. If it does not apply, the
+//!    key is re-read serially (that completes any Paxos round in flight) and the loop goes back
+//!    to the check of the condition. If the batch fails with an error (a timeout), it may
+//!    still have applied: the serial re-read tells. Our version current: done. The key
+//!    unchanged: not applied, try again. The key moved on: ours may have been current for a
+//!    moment and replaced (and released) since, so it is never retried under the same id;
+//!    an unconditional PUT is then done (last writer wins), a conditional one asks for a retry.
 //! 5. Write the listing row with `seq` as its timestamp, then release the replaced version.
 
-use super::cql::{decode, encode, first, lwt_batch, FORMAT};
+use super::cql::{decode, encode, first, lwt, lwt_batch, FORMAT};
 use super::listing::shard_of;
 use super::records::to_i64;
 use super::refs::version_ref;
@@ -84,6 +88,8 @@ pub(super) struct Head {
     pub current_seq: i64,
     /// The sequence number of the last change of the key (0 for a key never written).
     pub seq: i64,
+    /// `head_seq` as stored (`None` for a key never written), for the compare-and-set.
+    pub seq_cell: Option<i64>,
     /// Set by DeleteBucket: nothing may commit under this key any more.
     pub fenced: bool,
     /// The first entries of the current version's manifest (`None` for rows written without).
@@ -94,7 +100,33 @@ impl Head {
     fn version_id(&self) -> Option<&str> {
         self.current.as_ref().map(|c| c.version_id.as_str())
     }
+
+    /// Whether `other` is the same state of the key (same current version, same last change).
+    fn same_as(&self, other: &Head) -> bool {
+        self.version_id() == other.version_id() && self.seq_cell == other.seq_cell
+    }
 }
+
+/// How a commit attempt ended, when it did not fail outright (a failure is an `Err`, after
+/// which the new version is certainly not current and never will be).
+enum Commit {
+    /// Our version is current; `replaced` is what it replaced (to be released).
+    Applied {
+        seq: i64,
+        replaced: Option<ObjectRecord>,
+    },
+    /// The answer was lost and the key has since moved on to a version that is neither ours
+    /// nor the one we replaced: ours may have been current for a moment and replaced (and
+    /// released) by another writer, or never applied. Either way it can never become current
+    /// again; `previous` is the version ours would have replaced.
+    Superseded { previous: Option<ObjectRecord> },
+    /// The answer was lost and the key could not be read to settle it: our version may be
+    /// current, so nothing of it may be released.
+    Unknown(MetaError),
+}
+
+/// How many times the serial read that settles a lost answer is tried.
+const SETTLE_READS: usize = 5;
 
 /// Whether `condition` allows a commit over `current`. A delete marker counts as no object.
 pub(super) fn check_condition(
@@ -164,6 +196,7 @@ impl ScyllaStore {
             current: None,
             current_seq: 0,
             seq: head_seq.unwrap_or(0),
+            seq_cell: head_seq,
             fenced: fenced.unwrap_or(false),
             manifest_head: None,
         };
@@ -207,7 +240,9 @@ impl ScyllaStore {
     }
 
     /// Waits until `bucket` is live under the same id and no DeleteBucket is deciding its
-    /// fate (serial reads, so a DeleteBucket that marked the bucket before this is seen).
+    /// fate. A plain quorum read is enough: a DeleteBucket whose mark this read misses had not
+    /// finished its mark when the read began, so the pending listing row written before the read
+    /// is there when its walk (after the mark) looks.
     /// `NoSuchBucket` when it is gone or was re-created; a retryable error when a delete is
     /// still deciding after [`DELETING_WAIT`].
     pub(super) async fn check_bucket_live(&self, bucket: &BucketRecord) -> Result<()> {
@@ -215,7 +250,7 @@ impl ScyllaStore {
         loop {
             let row: Option<(Option<String>, Option<i64>)> = first(
                 &self.session,
-                &self.st.bucket_get_serial,
+                &self.st.bucket_get_live,
                 (&bucket.name,),
                 "checking a bucket",
             )
@@ -237,6 +272,24 @@ impl ScyllaStore {
         }
     }
 
+    /// A commit found the key fenced. A fence is set by a DeleteBucket whose walk found the key
+    /// pending; if the bucket is gone (or re-created) the commit fails with `NoSuchBucket`, and
+    /// while that DeleteBucket is still deciding, `check_bucket_live` waits. A bucket that is
+    /// live and not being deleted means the DeleteBucket did not finish (it found the bucket
+    /// not empty but could not lift its fences, or was cut short): the fence is lifted here
+    /// (an LWT on it) and the key read again.
+    async fn clear_stale_fence(&self, bucket: &BucketRecord, key: &str) -> Result<Head> {
+        self.check_bucket_live(bucket).await?;
+        lwt(
+            &self.session,
+            &self.st.object_unfence,
+            (&bucket.id, key),
+            "lifting a stale fence",
+        )
+        .await?;
+        self.settle(&bucket.id, key).await
+    }
+
     /// Commits `object` as the current version of its key: the shared path of PutObject,
     /// CopyObject and CompleteMultipartUpload (see the module docs for the steps).
     pub(super) async fn commit_version(
@@ -253,7 +306,7 @@ impl ScyllaStore {
         let mut head = self.read_head(&bucket.id, key, false).await?;
         // Fail fast, before anything is written.
         if head.fenced {
-            return Err(MetaError::NoSuchBucket(bucket.name.clone()));
+            head = self.clear_stale_fence(bucket, key).await?;
         }
         check_condition(condition, head.current.as_ref())?;
         if verify_chunks {
@@ -273,30 +326,65 @@ impl ScyllaStore {
             return Err(e);
         }
         let outcome = self
-            .commit_head(bucket, shard, &object, manifest, condition, &mut head)
+            .commit_head(bucket, shard, &object, manifest, condition, head)
             .await;
         match outcome {
-            Ok(seq) => {
+            Ok(Commit::Applied { seq, replaced }) => {
                 self.index_put(bucket, shard, &object, seq).await;
-                if let Some(old) = &head.current {
+                if let Some(old) = &replaced {
                     self.release_version_after_commit(&old.version_id).await;
                 }
-                Ok(CommitOutcome {
-                    replaced: head.current,
-                })
+                Ok(CommitOutcome { replaced })
+            }
+            Ok(Commit::Superseded { previous }) => {
+                // Ours is not current and never will be; whoever replaced it (if it was ever
+                // current) released it, and releasing twice is harmless. The same holds for the
+                // version ours would have replaced.
+                self.discard_version(&object.version_id, manifest).await;
+                if let Some(old) = &previous {
+                    self.release_version_after_commit(&old.version_id).await;
+                }
+                match condition {
+                    // Last writer wins: a PUT overwritten by a concurrent one within its own
+                    // duration is linearizable as done, then replaced.
+                    PutCondition::None => Ok(CommitOutcome { replaced: None }),
+                    _ => Err(MetaError::Backend(format!(
+                        "the conditional commit of `{}` lost its answer and the key changed since; retry",
+                        object.key
+                    ))),
+                }
+            }
+            Ok(Commit::Unknown(e)) => {
+                // Nothing may be released: the version may be current. Leftovers are garbage.
+                Err(MetaError::Backend(format!(
+                    "the outcome of the commit of `{}` is unknown ({e}); retry",
+                    object.key
+                )))
             }
             Err(e) => {
-                // Not committed (the serial re-read said so): the new version's data is
-                // garbage now; released at once so its chunks are not referenced forever.
+                // Not committed: the new version's data is garbage now; released at once so its
+                // chunks are not referenced forever.
                 self.discard_version(&object.version_id, manifest).await;
                 Err(e)
             }
         }
     }
 
+    /// Serial reads of a key until one answers (a lost LWT answer must be settled, not guessed).
+    async fn settle(&self, bucket_id: &str, key: &str) -> Result<Head> {
+        let mut last = None;
+        for attempt in 0..SETTLE_READS {
+            match self.read_head(bucket_id, key, true).await {
+                Ok(head) => return Ok(head),
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+        }
+        Err(last.unwrap_or_else(|| MetaError::Backend("no read".into())))
+    }
+
     /// Steps 3 and 4 of a commit: makes `object` the key's current version if `condition`
-    /// allows, starting from `head` (updated to what was replaced). Returns the commit's
-    /// sequence number.
+    /// allows, starting from `head`.
     async fn commit_head(
         &self,
         bucket: &BucketRecord,
@@ -304,8 +392,8 @@ impl ScyllaStore {
         object: &ObjectRecord,
         manifest: &[ManifestEntry],
         condition: &PutCondition,
-        head: &mut Head,
-    ) -> Result<i64> {
+        mut head: Head,
+    ) -> Result<Commit> {
         let key = object.key.as_str();
         let record = encode(object)?;
         let inline = encode(&ManifestHead::of(manifest))?;
@@ -322,6 +410,7 @@ impl ScyllaStore {
                 &bucket.id,
                 key,
                 old_version.as_deref(),
+                head.seq_cell,
             );
             let insert = (
                 &bucket.id,
@@ -362,32 +451,55 @@ impl ScyllaStore {
                     .await
                 }
             };
-            match attempt {
-                Ok(outcome) if outcome.applied => return Ok(seq),
-                Ok(outcome) if outcome.boolean("fenced") == Some(true) => {
-                    // DeleteBucket fenced the key: the bucket is gone or going.
-                    return Err(MetaError::NoSuchBucket(bucket.name.clone()));
+            let answer_lost = match attempt {
+                Ok(outcome) if outcome.applied => {
+                    return Ok(Commit::Applied {
+                        seq,
+                        replaced: head.current,
+                    })
                 }
-                Ok(_) => {}
+                Ok(outcome) if outcome.boolean("fenced") == Some(true) => {
+                    // DeleteBucket fenced the key: the bucket is gone or going, or the fence is
+                    // a leftover of a DeleteBucket that did not finish.
+                    head = self.clear_stale_fence(bucket, key).await?;
+                    check_condition(condition, head.current.as_ref())?;
+                    continue;
+                }
+                Ok(_) => false,
                 Err(e) => {
                     // A timeout may hide a commit that applied: the serial read below settles
-                    // the Paxos round, so the current version then says whether it did.
+                    // the Paxos round, so the key's state then says whether it did.
                     tracing::warn!(key, error = %e, "commit of an object failed; checking whether it applied");
+                    true
                 }
+            };
+            let now = match self.settle(&bucket.id, key).await {
+                Ok(now) => now,
+                Err(e) if answer_lost => return Ok(Commit::Unknown(e)),
+                Err(e) => return Err(e),
+            };
+            if answer_lost {
+                if now.version_id() == Some(object.version_id.as_str()) {
+                    // Our commit applied; what it replaced is the state read before.
+                    self.settled_by_read
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(Commit::Applied {
+                        seq: now.current_seq,
+                        replaced: head.current,
+                    });
+                }
+                if !now.same_as(&head) {
+                    // The key moved on: ours may have applied and been replaced since. Never
+                    // retried under the same version id (it could re-install a released one).
+                    return Ok(Commit::Superseded {
+                        previous: head.current,
+                    });
+                }
+                // Unchanged: ours did not apply; trying again is safe.
             }
-            let previous = std::mem::take(head);
-            *head = self.read_head(&bucket.id, key, true).await?;
-            if head.version_id() == Some(object.version_id.as_str()) {
-                // Our commit applied (the error was a lost answer). What it replaced is the
-                // version read before.
-                self.settled_by_read
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let seq = head.current_seq;
-                *head = previous;
-                return Ok(seq);
-            }
+            head = now;
             if head.fenced {
-                return Err(MetaError::NoSuchBucket(bucket.name.clone()));
+                head = self.clear_stale_fence(bucket, key).await?;
             }
             check_condition(condition, head.current.as_ref())?;
         }
@@ -415,29 +527,40 @@ impl ScyllaStore {
             let batch =
                 self.cas_batch(&[&self.st.object_clear_head, &self.st.object_version_delete]);
             let values = (
-                (seq, &bucket.id, key, &current.version_id),
+                (seq, &bucket.id, key, &current.version_id, head.seq_cell),
                 (&bucket.id, key, head.current_seq),
             );
-            match lwt_batch(&self.session, &batch, values, "deleting an object").await {
+            let answer_lost = match lwt_batch(&self.session, &batch, values, "deleting an object")
+                .await
+            {
                 Ok(outcome) if outcome.applied => {
                     self.index_delete(bucket, shard, key, seq).await;
                     self.release_version_after_commit(&current.version_id).await;
                     return Ok(Some(current));
                 }
-                Ok(_) => {}
+                Ok(_) => false,
                 Err(e) => {
                     tracing::warn!(key, error = %e, "delete of an object failed; checking whether it applied");
+                    true
+                }
+            };
+            let now = self.settle(&bucket.id, key).await?;
+            if answer_lost {
+                if now.current.is_none() && now.seq_cell == Some(seq) {
+                    // Our delete applied (only it sets this sequence number).
+                    self.index_delete(bucket, shard, key, seq).await;
+                    self.release_version_after_commit(&current.version_id).await;
+                    return Ok(Some(current));
+                }
+                if !now.same_as(&head) {
+                    // The key moved on: our delete may have applied and a new version come
+                    // since. The deleted version is released either way (twice is harmless);
+                    // a DELETE answers the same whether or not there was something to delete.
+                    self.release_version_after_commit(&current.version_id).await;
+                    return Ok(None);
                 }
             }
-            let previous = std::mem::take(&mut head);
-            head = self.read_head(&bucket.id, key, true).await?;
-            if head.current.is_none() && head.seq == seq {
-                // Our delete applied (only it sets this sequence number).
-                let _ = previous;
-                self.index_delete(bucket, shard, key, seq).await;
-                self.release_version_after_commit(&current.version_id).await;
-                return Ok(Some(current));
-            }
+            head = now;
         }
         Err(MetaError::Backend(format!(
             "gave up deleting `{key}` after {MAX_CAS_ATTEMPTS} attempts: other writers keep replacing it"

@@ -233,7 +233,12 @@ impl ScyllaStore {
     /// Releases a version no object row points at any more: refs, then manifest.
     pub(super) async fn release_version(&self, version_id: &str) -> Result<()> {
         let manifest = self.read_manifest(version_id).await?.unwrap_or_default();
-        self.release_refs(&version_ref(version_id), &manifest)
+        self.release_manifest(version_id, &manifest).await
+    }
+
+    /// Releases the refs `manifest` holds for version `version_id`, then its manifest rows.
+    async fn release_manifest(&self, version_id: &str, manifest: &[ManifestEntry]) -> Result<()> {
+        self.release_refs(&version_ref(version_id), manifest)
             .await?;
         exec(
             &self.session,
@@ -248,17 +253,7 @@ impl ScyllaStore {
     /// holds, which also covers a write that stopped before the manifest header), logging
     /// instead of failing: leftovers are garbage, never a dangling object.
     pub(super) async fn discard_version(&self, version_id: &str, manifest: &[ManifestEntry]) {
-        let released = async {
-            self.release_refs(&version_ref(version_id), manifest)
-                .await?;
-            exec(
-                &self.session,
-                &self.st.manifest_delete,
-                (version_id,),
-                "deleting a manifest",
-            )
-            .await
-        };
+        let released = self.release_manifest(version_id, manifest);
         if let Err(e) = released.await {
             tracing::warn!(version_id, error = %e, "could not release an uncommitted version; its chunks stay referenced (garbage, not data loss)");
         }
