@@ -21,6 +21,8 @@
 //! `BENCH_SMALL_OPS=N` sets the number of 4 KiB operations (5000). `BENCH_SMALL_ONLY=1` runs only
 //! the 4 KiB phases on a fresh cluster and prints one line without touching the docs: for quick
 //! interleaved A/B runs; `SDFBS_BIN_DIR` picks the `sdfbs` binary to measure.
+//! `BENCH_METADATA=cassandra` runs `sdfbs dev` on a fresh keyspace of the Cassandra node named by
+//! `SDFBS_TEST_SCYLLA` (dropped afterwards) instead of its embedded store.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -33,7 +35,7 @@ use anyhow::{anyhow, Context, Result};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use bytes::Bytes;
-use sdfbs_compat_tests::{random_bytes, Cluster};
+use sdfbs_compat_tests::{random_bytes, Cluster, Metadata};
 
 const MIB: usize = 1 << 20;
 const GIB: usize = 1 << 30;
@@ -373,8 +375,13 @@ async fn main() -> Result<()> {
     let md5_rate = hash_rate::<md5::Md5>(&big[..256 * MIB]);
     let sha_rate = hash_rate::<sha2::Sha256>(&big[..256 * MIB]);
 
-    eprintln!("bench: starting sdfbs dev (3 nodes)");
-    let cluster = Cluster::start_dev(3)?;
+    let metadata = match std::env::var("BENCH_METADATA").as_deref() {
+        Ok("cassandra") => Metadata::cassandra_from_env()
+            .ok_or_else(|| anyhow!("BENCH_METADATA=cassandra needs SDFBS_TEST_SCYLLA=host:port"))?,
+        _ => Metadata::Embedded,
+    };
+    eprintln!("bench: starting sdfbs dev (3 nodes, {metadata:?} metadata)");
+    let cluster = Cluster::start_dev_with(3, &metadata)?;
     let pid = cluster
         .gateway_pid()
         .ok_or_else(|| anyhow!("no gateway process"))?;
