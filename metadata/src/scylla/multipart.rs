@@ -189,8 +189,9 @@ impl ScyllaStore {
         )))
     }
 
-    /// Whether the upload's state is `open` (serial read).
-    async fn upload_is_open(&self, upload_id: &str) -> Result<bool> {
+    /// The upload's state and the token of the request that set it (serial read; `None`
+    /// when the upload is gone).
+    async fn upload_state(&self, upload_id: &str) -> Result<Option<(String, i64)>> {
         let row: Option<(Option<String>, Option<i64>)> = first(
             &self.session,
             &self.st.upload_state,
@@ -198,7 +199,12 @@ impl ScyllaStore {
             "reading an upload's state",
         )
         .await?;
-        Ok(matches!(row, Some((Some(state), _)) if state == "open"))
+        Ok(row.and_then(|(state, token)| Some((state?, token.unwrap_or(0)))))
+    }
+
+    /// Whether the upload's state is `open` (serial read).
+    async fn upload_is_open(&self, upload_id: &str) -> Result<bool> {
+        Ok(matches!(self.upload_state(upload_id).await?, Some((state, _)) if state == "open"))
     }
 
     /// Releases the refs of the part upload a new one replaced (after the replacement
@@ -367,14 +373,7 @@ impl ScyllaStore {
             Ok(outcome) => outcome.applied,
             Err(e) => {
                 tracing::warn!(upload_id, error = %e, "changing an upload's state failed; checking whether it applied");
-                let row: Option<(Option<String>, Option<i64>)> = first(
-                    &self.session,
-                    &self.st.upload_state,
-                    (upload_id,),
-                    "reading an upload's state",
-                )
-                .await?;
-                row == Some((Some(to.to_owned()), Some(claim.token)))
+                self.upload_state(upload_id).await? == Some((to.to_owned(), claim.token))
             }
         };
         if !applied {
