@@ -86,9 +86,8 @@ pub(super) struct Head {
     pub current: Option<ObjectRecord>,
     /// The partition's sequence number of the current version (for removing its row).
     pub current_seq: i64,
-    /// The sequence number of the last change of the key (0 for a key never written).
-    pub seq: i64,
-    /// `head_seq` as stored (`None` for a key never written), for the compare-and-set.
+    /// `head_seq` as stored: the sequence number of the last change of the key (`None` for a
+    /// key never written), compared by the compare-and-set.
     pub seq_cell: Option<i64>,
     /// Set by DeleteBucket: nothing may commit under this key any more.
     pub fenced: bool,
@@ -97,6 +96,11 @@ pub(super) struct Head {
 }
 
 impl Head {
+    /// The sequence number of the last change of the key (0 for a key never written).
+    fn seq(&self) -> i64 {
+        self.seq_cell.unwrap_or(0)
+    }
+
     fn version_id(&self) -> Option<&str> {
         self.current.as_ref().map(|c| c.version_id.as_str())
     }
@@ -195,7 +199,6 @@ impl ScyllaStore {
         let mut out = Head {
             current: None,
             current_seq: 0,
-            seq: head_seq.unwrap_or(0),
             seq_cell: head_seq,
             fenced: fenced.unwrap_or(false),
             manifest_head: None,
@@ -216,7 +219,7 @@ impl ScyllaStore {
         let row: Option<(Option<i32>, Option<String>, Option<String>)> = first(
             &self.session,
             &self.st.object_version_at,
-            (bucket_id, key, out.seq),
+            (bucket_id, key, out.seq()),
             "reading an object version",
         )
         .await?;
@@ -229,7 +232,7 @@ impl ScyllaStore {
                         "key `{key}`: the current version {head} has no row"
                     )));
                 }
-                out.current_seq = out.seq;
+                out.current_seq = out.seq();
                 out.current = Some(current);
                 Ok(out)
             }
@@ -399,7 +402,7 @@ impl ScyllaStore {
         let inline = encode(&ManifestHead::of(manifest))?;
         let size = to_i64(object.size)?;
         for _ in 0..MAX_CAS_ATTEMPTS {
-            let seq = next_seq(head.seq);
+            let seq = next_seq(head.seq());
             self.index_mark_pending(bucket, shard, key, &object.version_id, seq - 1)
                 .await?;
             self.check_bucket_live(bucket).await?;
@@ -519,7 +522,7 @@ impl ScyllaStore {
             let Some(current) = head.current.clone() else {
                 return Ok(None);
             };
-            let seq = next_seq(head.seq);
+            let seq = next_seq(head.seq());
             // Pending first: if this gateway dies between the commit and the index delete, a
             // listing re-reads the key instead of showing a deleted object.
             self.index_mark_pending(bucket, shard, key, &current.version_id, seq - 1)

@@ -62,23 +62,17 @@ impl ScyllaStore {
                     let records = self.records_for_read(manifest, wanted).await?;
                     (manifest.to_vec(), records)
                 }
-                None => {
-                    let (manifest, records) = futures::try_join!(
-                        async {
-                            self.read_manifest(&object.version_id)
-                                .await?
-                                .ok_or(MetaError::NoSuchKey)
-                        },
-                        self.records_for_read(&inline.entries, wanted),
-                    )?;
-                    if wanted > inline.entries.len() {
-                        // More records asked for than the head names: read the rest too.
-                        let records = self.records_for_read(&manifest, wanted).await?;
-                        (manifest, records)
-                    } else {
-                        (manifest, records)
-                    }
-                }
+                // The head names every chunk whose record is wanted: those records and the
+                // rest of the manifest are read at the same time.
+                None if wanted <= inline.entries.len() => futures::try_join!(
+                    async {
+                        self.read_manifest(&object.version_id)
+                            .await?
+                            .ok_or(MetaError::NoSuchKey)
+                    },
+                    self.records_for_read(&inline.entries, wanted),
+                )?,
+                None => self.manifest_for_read(&object.version_id, wanted).await?,
             },
             None => self.manifest_for_read(&object.version_id, wanted).await?,
         };
