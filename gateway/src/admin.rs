@@ -13,7 +13,7 @@
 //! Credentials travel only in the `Authorization: Bearer` header, never in a URL, and are
 //! compared in constant time. Errors are JSON `{"code","message"}`.
 
-use crate::membership::{heartbeat_record, Membership, NodeState};
+use crate::cluster::membership::{heartbeat_record, Membership, NodeState};
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};

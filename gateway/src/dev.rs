@@ -11,8 +11,8 @@
 
 use crate::cli::DevArgs;
 use anyhow::{Context, Result};
+use sdfbs_gateway::cluster::membership::{MembershipConfig, NodeState};
 use sdfbs_gateway::credentials::Given;
-use sdfbs_gateway::membership::{MembershipConfig, NodeState};
 use sdfbs_gateway::server::{self, GatewayOptions};
 use std::io::Write;
 use std::time::{Duration, Instant};

@@ -15,7 +15,7 @@
 mod read;
 mod write;
 
-use crate::membership::{Membership, NodeState, NodeView};
+use crate::cluster::membership::{Membership, NodeState, NodeView};
 use bytes::Bytes;
 use chunkd::ChunkClient;
 use futures::stream::BoxStream;

@@ -8,8 +8,8 @@
 //! `SHUTDOWN_GRACE`), then return.
 
 use crate::admin::Admin;
+use crate::cluster::membership::{Membership, MembershipConfig};
 use crate::credentials::{self, Credentials, Given};
-use crate::membership::{Membership, MembershipConfig};
 use crate::pipeline::ChunkStore;
 use crate::state::Gateway;
 use http::{Request, Response};

@@ -11,7 +11,7 @@
 //! must abort the response rather than end it as if it were complete.
 
 use super::{frames_id, Inner, PipelineError};
-use crate::membership::{NodeState, NodeView};
+use crate::cluster::membership::{NodeState, NodeView};
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;

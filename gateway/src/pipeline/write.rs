@@ -19,8 +19,8 @@
 //! committed because committing is the caller's job and it only happens after `Ok`.
 
 use super::{chunk_id, BodyHasher, Inner, PipelineError, WrittenData, CHUNK_SIZE};
-use crate::membership::NodeView;
-use crate::placement::{placement_order, Candidate};
+use crate::cluster::membership::NodeView;
+use crate::cluster::placement::{placement_order, Candidate};
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt, TryStreamExt};
 use sdfbs_metadata::{ChunkId, ChunkPlacement, ManifestEntry, NodeId};
@@ -218,7 +218,7 @@ async fn existing_replicas(
         .replicas
         .iter()
         .filter_map(|node_id| inner.membership.node(node_id))
-        .filter(|n| n.accepts_new_chunks() && n.state == crate::membership::NodeState::Up)
+        .filter(|n| n.accepts_new_chunks() && n.state == crate::cluster::membership::NodeState::Up)
         .collect();
     let touches = candidates.iter().map(|node| {
         let client = inner.client(&node.address);
@@ -339,7 +339,7 @@ mod tests {
             chunk_count: 0,
             corrupt_chunks: 0,
             heartbeat_age_ms: 0,
-            state: crate::membership::NodeState::Up,
+            state: crate::cluster::membership::NodeState::Up,
             admin_state: Default::default(),
         }
     }

@@ -6,8 +6,8 @@
 use bytes::Bytes;
 use futures::TryStreamExt;
 use md5::{Digest, Md5};
+use sdfbs_gateway::cluster::membership::{MembershipConfig, NodeState};
 use sdfbs_gateway::credentials::Given;
-use sdfbs_gateway::membership::{MembershipConfig, NodeState};
 use sdfbs_gateway::pipeline::{BodyHasher, PipelineError, WrittenData};
 use sdfbs_gateway::server::{self, GatewayOptions, RunningGateway};
 use sdfbs_metadata::{

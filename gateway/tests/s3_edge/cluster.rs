@@ -2,7 +2,7 @@
 //! store, the chunk pipeline, and the S3 service on an ephemeral port, plus small assertions.
 
 use crate::client::{self, Client, Request, Response};
-use sdfbs_gateway::membership::{Membership, MembershipConfig};
+use sdfbs_gateway::cluster::membership::{Membership, MembershipConfig};
 use sdfbs_gateway::pipeline::ChunkStore;
 use sdfbs_gateway::state::Gateway;
 use sdfbs_metadata::{now_millis, AccessKeyRecord, Heartbeat, MetadataStore};
