@@ -16,8 +16,10 @@
 
 pub mod embedded;
 pub mod scylla;
+mod nodes;
 mod types;
 
+pub use nodes::*;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -256,6 +258,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn record_heartbeat(&self, heartbeat: Heartbeat) -> Result<NodeRecord>;
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>>;
     async fn set_node_state(&self, node: &str, state: AdminState) -> Result<()>;
+    /// Appends one state change to a node's history (`NoSuchNode` is not checked: the history
+    /// of a node is kept even after its record is gone).
+    async fn record_node_event(&self, event: NodeEvent) -> Result<()>;
+    /// State changes, newest first, at most `limit`: of one node, or of every node (`None`).
+    async fn node_events(&self, node: Option<&str>, limit: usize) -> Result<Vec<NodeEvent>>;
 
     // ----- access keys -----
 

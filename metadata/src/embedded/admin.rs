@@ -5,6 +5,7 @@ use super::codec::*;
 use super::tables::{get, put, Tables};
 use super::writer::{refuse, OpResult};
 use crate::{
+    NodeEvent,
     AccessKeyRecord, AdminState, BucketRecord, ChunkId, Heartbeat, MetaError, NodeRecord,
     Permission, VersioningState,
 };
@@ -96,6 +97,32 @@ pub(crate) fn set_node_state(t: &mut Tables<'_>, node: &str, state: AdminState) 
     };
     r.admin_state = state;
     put(&mut t.nodes, node.as_bytes(), &r)?;
+    Ok(())
+}
+
+/// Appends an event under (node, time, sequence): the sequence keeps two events of one
+/// millisecond apart, and makes the node's history read back in the order it was written.
+pub(crate) fn record_node_event(t: &mut Tables<'_>, event: &NodeEvent) -> OpResult<()> {
+    let prefix = join(&event.node_id, &(event.at.max(0) as u64).to_be_bytes());
+    let end = prefix_successor(&prefix).unwrap_or_default();
+    let next = match t
+        .node_events
+        .range(prefix.as_slice()..end.as_slice())
+        .map_err(backend)?
+        .next_back()
+    {
+        Some(row) => {
+            let (k, _) = row.map_err(backend)?;
+            let key = k.value();
+            let mut seq = [0u8; 8];
+            seq.copy_from_slice(&key[key.len() - 8..]);
+            u64::from_be_bytes(seq) + 1
+        }
+        None => 0,
+    };
+    let mut key = prefix;
+    key.extend_from_slice(&next.to_be_bytes());
+    put(&mut t.node_events, &key, event)?;
     Ok(())
 }
 

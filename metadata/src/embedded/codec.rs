@@ -35,6 +35,8 @@ pub(crate) const UPLOADS: Def = TableDefinition::new("uploads");
 pub(crate) const PARTS: Def = TableDefinition::new("parts");
 /// node id -> NodeRecord
 pub(crate) const NODES: Def = TableDefinition::new("nodes");
+/// node id, 0x00, time (u64 BE, milliseconds), sequence (u64 BE) -> NodeEvent
+pub(crate) const NODE_EVENTS: Def = TableDefinition::new("node_events");
 /// access key id -> AccessKeyRecord
 pub(crate) const ACCESS_KEYS: Def = TableDefinition::new("access_keys");
 /// lease name -> Lease
@@ -45,7 +47,7 @@ pub(crate) const SETTINGS: Def = TableDefinition::new("settings");
 pub(crate) const COUNTERS: Def = TableDefinition::new("counters");
 
 /// Every table, created when the file is opened so read transactions never miss one.
-pub(crate) const ALL_TABLES: [Def; 13] = [
+pub(crate) const ALL_TABLES: [Def; 14] = [
     BUCKETS,
     OBJECTS,
     MANIFESTS,
@@ -55,6 +57,7 @@ pub(crate) const ALL_TABLES: [Def; 13] = [
     UPLOADS,
     PARTS,
     NODES,
+    NODE_EVENTS,
     ACCESS_KEYS,
     LEASES,
     SETTINGS,

@@ -511,6 +511,46 @@ impl MetadataStore for EmbeddedStore {
             .await
     }
 
+    async fn record_node_event(&self, event: NodeEvent) -> Result<()> {
+        self.write(move |t| admin::record_node_event(t, &event))
+            .await
+    }
+
+    async fn node_events(&self, node: Option<&str>, limit: usize) -> Result<Vec<NodeEvent>> {
+        let node = node.map(str::to_owned);
+        self.read(move |txn| {
+            let t = table(txn, NODE_EVENTS)?;
+            let mut out: Vec<NodeEvent> = Vec::new();
+            match node {
+                Some(node) => {
+                    let prefix = join(&node, b"");
+                    let end = prefix_successor(&prefix).unwrap_or_default();
+                    for row in t
+                        .range(prefix.as_slice()..end.as_slice())
+                        .map_err(backend)?
+                        .rev()
+                        .take(limit)
+                    {
+                        let (_, v) = row.map_err(backend)?;
+                        out.push(decode(v.value(), "node event")?);
+                    }
+                }
+                None => {
+                    // Every node's history, merged newest first (rows are in node order).
+                    for row in t.iter().map_err(backend)? {
+                        let (_, v) = row.map_err(backend)?;
+                        out.push(decode(v.value(), "node event")?);
+                    }
+                    out.reverse();
+                    out.sort_by(|a, b| b.at.cmp(&a.at));
+                    out.truncate(limit);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn create_access_key(&self, key: AccessKeyRecord) -> Result<()> {
         let done = self.write(move |t| admin::create_access_key(t, &key)).await;
         self.inner.keys.clear();

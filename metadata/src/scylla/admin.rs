@@ -7,7 +7,7 @@ use super::cql::{
 use super::records::{bucket_from_row, key_from_row, BucketRow, KeyRow};
 use super::ScyllaStore;
 use crate::{
-    AccessKeyRecord, AdminState, BucketRecord, Heartbeat, MetaError, NodeRecord, Permission,
+    AccessKeyRecord, AdminState, BucketRecord, Heartbeat, MetaError, NodeEvent, NodeRecord, Permission,
     Result, StoreStats, VersioningState,
 };
 use std::collections::BTreeMap;
@@ -250,6 +250,52 @@ impl ScyllaStore {
             "setting a node state",
         )
         .await
+    }
+
+    pub(super) async fn node_event(&self, event: NodeEvent) -> Result<()> {
+        let text = encode(&event)?;
+        // Not idempotent in effect (now() makes a new row), but a repeated event is harmless.
+        exec(
+            &self.session,
+            &self.st.node_event_insert,
+            (&event.node_id, event.at, FORMAT, &text),
+            "recording a node event",
+        )
+        .await
+    }
+
+    pub(super) async fn events(&self, node: Option<&str>, limit: usize) -> Result<Vec<NodeEvent>> {
+        let what = "reading node events";
+        let mut out: Vec<NodeEvent> = Vec::new();
+        let mut stream = match node {
+            Some(node) => {
+                let limit = i32::try_from(limit).unwrap_or(i32::MAX);
+                cql::scan::<(Option<i32>, Option<String>)>(
+                    &self.session,
+                    &self.st.node_events_of,
+                    (node, limit),
+                    what,
+                )
+                .await?
+            }
+            None => {
+                cql::scan::<(Option<i32>, Option<String>)>(
+                    &self.session,
+                    &self.st.node_events_scan,
+                    (),
+                    what,
+                )
+                .await?
+            }
+        };
+        while let Some((format, record)) = cql::next_row(&mut stream, what).await? {
+            out.push(decode(format, record.as_deref())?);
+        }
+        // Partitions come in token order, each newest first: merge by time (stable, so one
+        // node's events of one millisecond keep their order).
+        out.sort_by(|a, b| b.at.cmp(&a.at));
+        out.truncate(limit);
+        Ok(out)
     }
 
     // ----- access keys -----

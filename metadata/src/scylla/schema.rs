@@ -241,6 +241,9 @@ statements! {
     node_heartbeat: Idempotent => "UPDATE {ks}.nodes SET format = ?, heartbeat = ? WHERE node_id = ?",
     node_set_state: Idempotent => "UPDATE {ks}.nodes SET admin_state = ? WHERE node_id = ?",
     node_scan: Scan => "SELECT node_id, format, heartbeat, first_seen, admin_state FROM {ks}.nodes",
+    node_event_insert: Idempotent => "INSERT INTO {ks}.node_events (node_id, at, id, format, record) VALUES (?, ?, now(), ?, ?)",
+    node_events_of: Idempotent => "SELECT format, record FROM {ks}.node_events WHERE node_id = ? LIMIT ?",
+    node_events_scan: Scan => "SELECT format, record FROM {ks}.node_events",
 
     // access keys: every write is an LWT (ids are unique).
     key_insert: Lwt => "INSERT INTO {ks}.access_keys (access_key_id, secret_key, name, created, is_root, can_create_buckets, permissions) VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS",
@@ -276,7 +279,7 @@ mod tests {
         let mut config = ScyllaConfig::from_spec("h/test_ks").unwrap();
         config.replication = super::super::config::Replication::Simple { factor: 3 };
         let statements = schema_statements(&config, false);
-        assert_eq!(statements.len(), 13, "{statements:#?}");
+        assert_eq!(statements.len(), 14, "{statements:#?}");
         assert!(!statements[0].contains("tablets"));
         assert!(schema_statements(&config, true)[0].ends_with(
             "'replication_factor': 3} AND tablets = {'enabled': false} AND durable_writes = true"

@@ -194,6 +194,13 @@ impl MetadataStore for ScyllaStore {
         self.node_state(node, state).await
     }
 
+    async fn record_node_event(&self, event: NodeEvent) -> Result<()> {
+        self.node_event(event).await
+    }
+    async fn node_events(&self, node: Option<&str>, limit: usize) -> Result<Vec<NodeEvent>> {
+        self.events(node, limit).await
+    }
+
     async fn create_access_key(&self, key: AccessKeyRecord) -> Result<()> {
         self.key_create(key).await
     }

@@ -557,6 +557,56 @@ pub async fn nodes_heartbeat_and_state(s: Store) {
     ));
 }
 
+fn event(node: &str, at: i64, from: Option<LifecycleState>, to: LifecycleState) -> NodeEvent {
+    NodeEvent {
+        node_id: node.into(),
+        at,
+        from,
+        to,
+        reason: format!("{node} at {at}"),
+    }
+}
+
+pub async fn node_events_history(s: Store) {
+    use LifecycleState::*;
+    assert!(s.node_events(None, 10).await.unwrap().is_empty());
+    assert!(s.node_events(Some("node-a"), 10).await.unwrap().is_empty());
+    let a = [
+        event("node-a", 1000, None, Up),
+        event("node-a", 5000, Some(Up), Suspect),
+        event("node-a", 9000, Some(Suspect), Down),
+        // Two changes in one millisecond are both kept, in the order they were written.
+        event("node-a", 9000, Some(Down), Draining),
+    ];
+    let b = [
+        event("node-b", 2000, None, Up),
+        event("node-b", 7000, Some(Up), Removed),
+    ];
+    for e in a.iter().chain(&b) {
+        s.record_node_event(e.clone()).await.unwrap();
+    }
+    let of_a = s.node_events(Some("node-a"), 10).await.unwrap();
+    assert_eq!(of_a, vec![a[3].clone(), a[2].clone(), a[1].clone(), a[0].clone()]);
+    assert_eq!(s.node_events(Some("node-a"), 2).await.unwrap(), of_a[..2]);
+    let all = s.node_events(None, 10).await.unwrap();
+    let times: Vec<(String, i64)> = all.iter().map(|e| (e.node_id.clone(), e.at)).collect();
+    assert_eq!(
+        times,
+        [
+            ("node-a", 9000),
+            ("node-a", 9000),
+            ("node-b", 7000),
+            ("node-a", 5000),
+            ("node-b", 2000),
+            ("node-a", 1000)
+        ]
+        .map(|(n, t)| (n.to_string(), t))
+    );
+    assert_eq!(all[0], a[3], "newest first within one millisecond too");
+    assert_eq!(s.node_events(None, 3).await.unwrap(), all[..3]);
+    assert!(s.node_events(Some("ghost"), 10).await.unwrap().is_empty());
+}
+
 fn key_record(id: &str) -> AccessKeyRecord {
     AccessKeyRecord {
         access_key_id: id.to_string(),

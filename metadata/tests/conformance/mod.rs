@@ -56,6 +56,7 @@ macro_rules! conformance_tests {
             cases::concurrent_commits_all_listable,
             cases::refused_commit_does_not_disturb_concurrent_ones,
             cases::nodes_heartbeat_and_state,
+            cases::node_events_history,
             cases::access_keys_and_permissions,
             cases::leases_one_holder,
             cases::settings_get_or_init,
