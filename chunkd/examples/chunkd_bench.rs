@@ -51,7 +51,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chunkd::store::{ChunkId, Store};
+use chunkd::store::Store;
+use chunkd::wire::ChunkId;
 use chunkd::{ChunkClient, NodeConfig, PutOutcome};
 use sha2::{Digest, Sha256};
 
@@ -322,7 +323,7 @@ async fn run(dir: &Path, chunks: usize, rounds: usize) -> Result<()> {
     Ok(())
 }
 
-fn make_chunks(phase: u64, n: usize) -> Vec<(String, Bytes)> {
+fn make_chunks(phase: u64, n: usize) -> Vec<(ChunkId, Bytes)> {
     (0..n as u64)
         .map(|i| {
             let mut x = (phase << 32 | i).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -333,7 +334,7 @@ fn make_chunks(phase: u64, n: usize) -> Vec<(String, Bytes)> {
                 x ^= x << 17;
                 data.extend_from_slice(&x.to_le_bytes());
             }
-            let id = hex::encode(Sha256::digest(&data));
+            let id = ChunkId(Sha256::digest(&data).into());
             (id, Bytes::from(data))
         })
         .collect()
@@ -378,10 +379,10 @@ const WRITES: [Phase; 7] = [
 ];
 
 /// Chunks (id, bytes) shared by the tasks of a phase.
-type Chunks = Arc<Vec<(String, Bytes)>>;
+type Chunks = Arc<Vec<(ChunkId, Bytes)>>;
 
 /// `set` cut into `n` consecutive slices of (nearly) equal length (`n` <= its length).
-fn sliced(set: Vec<(String, Bytes)>, n: usize) -> Vec<Chunks> {
+fn sliced(set: Vec<(ChunkId, Bytes)>, n: usize) -> Vec<Chunks> {
     let len = set.len();
     (0..n)
         .map(|i| Arc::new(set[i * len / n..(i + 1) * len / n].to_vec()))
@@ -413,7 +414,7 @@ enum Durability {
 /// The baseline: each chunk written to its own file and made durable, by `writers` threads.
 async fn plain_write(
     dir: &Path,
-    set: &Arc<Vec<(String, Bytes)>>,
+    set: &Arc<Vec<(ChunkId, Bytes)>>,
     writers: usize,
     durability: Durability,
 ) -> Result<()> {
@@ -424,7 +425,7 @@ async fn plain_write(
         tasks.push(tokio::task::spawn_blocking(move || -> Result<()> {
             for (id, data) in set.iter().skip(w).step_by(writers) {
                 if durability != Durability::AtomicRename {
-                    let mut file = std::fs::File::create(dir.join(id))?;
+                    let mut file = std::fs::File::create(dir.join(id.to_hex()))?;
                     file.write_all(data)?;
                     file.sync_data()?;
                     if durability == Durability::FsyncDropPages {
@@ -436,7 +437,7 @@ async fn plain_write(
                 let mut file = std::fs::File::create(&tmp)?;
                 file.write_all(data)?;
                 file.sync_all()?;
-                std::fs::rename(&tmp, dir.join(id))?;
+                std::fs::rename(&tmp, dir.join(id.to_hex()))?;
                 std::fs::File::open(&dir)?.sync_all()?;
             }
             Ok(())
@@ -450,17 +451,16 @@ async fn plain_write(
 
 /// Drops the cached pages of the chunks of `set` in the node data directory `node_dir`
 /// (`chunks/ab/cd/<id>`), so that the next GETs read them from the disk.
-fn drop_cached(node_dir: &Path, set: &[(String, Bytes)]) -> Result<()> {
+fn drop_cached(node_dir: &Path, set: &[(ChunkId, Bytes)]) -> Result<()> {
     for (id, _) in set {
-        let id = ChunkId::parse(id).ok_or("bad chunk id")?;
-        let path = chunkd::store::chunk_path_in(node_dir, &id);
+        let path = chunkd::store::chunk_path_in(node_dir, id);
         chunkd::store::drop_pages(&std::fs::File::open(path)?);
     }
     Ok(())
 }
 
 /// Reads every chunk back and compares the bytes (outside the timed phases).
-async fn verify_all(client: &ChunkClient, set: &Arc<Vec<(String, Bytes)>>) -> Result<()> {
+async fn verify_all(client: &ChunkClient, set: &Arc<Vec<(ChunkId, Bytes)>>) -> Result<()> {
     for (id, data) in set.iter() {
         if client.get(id).await? != *data {
             return Err(format!("chunk {id}: wrong bytes returned").into());
@@ -470,9 +470,9 @@ async fn verify_all(client: &ChunkClient, set: &Arc<Vec<(String, Bytes)>>) -> Re
 }
 
 /// Runs `op` on every chunk of `set`, spread over `clients` concurrent tasks.
-async fn each_chunk<F, Fut>(set: &Arc<Vec<(String, Bytes)>>, clients: usize, op: F) -> Result<()>
+async fn each_chunk<F, Fut>(set: &Arc<Vec<(ChunkId, Bytes)>>, clients: usize, op: F) -> Result<()>
 where
-    F: Fn(String, Bytes) -> Fut + Clone + Send + 'static,
+    F: Fn(ChunkId, Bytes) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = Result<()>> + Send,
 {
     let mut tasks = Vec::new();
@@ -481,7 +481,7 @@ where
         let op = op.clone();
         tasks.push(tokio::spawn(async move {
             for (id, data) in set.iter().skip(c).step_by(clients) {
-                op(id.clone(), data.clone()).await?;
+                op(*id, data.clone()).await?;
             }
             Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
         }));
@@ -494,7 +494,7 @@ where
 
 async fn put_all(
     client: &ChunkClient,
-    set: &Arc<Vec<(String, Bytes)>>,
+    set: &Arc<Vec<(ChunkId, Bytes)>>,
     clients: usize,
 ) -> Result<()> {
     let client = client.clone();
@@ -514,7 +514,7 @@ async fn put_all(
 
 async fn get_all(
     client: &ChunkClient,
-    set: &Arc<Vec<(String, Bytes)>>,
+    set: &Arc<Vec<(ChunkId, Bytes)>>,
     clients: usize,
 ) -> Result<()> {
     let client = client.clone();
@@ -536,7 +536,7 @@ async fn get_all(
 /// directory, directory fsync), with the bytes already in memory.
 async fn store_direct(
     store: &Arc<Store>,
-    set: Arc<Vec<(String, Bytes)>>,
+    set: Arc<Vec<(ChunkId, Bytes)>>,
     writers: usize,
 ) -> Result<()> {
     let mut tasks = Vec::new();
@@ -544,8 +544,7 @@ async fn store_direct(
         let (set, store) = (Arc::clone(&set), Arc::clone(store));
         tasks.push(tokio::task::spawn_blocking(move || -> Result<()> {
             for (id, data) in set.iter().skip(w).step_by(writers) {
-                let id = ChunkId::parse(id).ok_or("bad chunk id")?;
-                let mut temp = store.begin_write(&id)?;
+                let mut temp = store.begin_write(id)?;
                 temp.write(data)?;
                 temp.commit()?;
             }

@@ -6,8 +6,8 @@
 //! [`ClientError`]. Every request has a deadline: connecting is bounded by the connect timeout,
 //! the whole exchange (including reading the body) by the request timeout.
 //!
-//! Chunk ids are validated here too, before they are put into a URL, so a bad id from a caller
-//! can never be turned into another path on the node.
+//! Chunk ids are [`ChunkId`]s, whose text form is always 64 lowercase hex characters, so no
+//! id from a caller can be turned into another path on the node.
 
 use std::time::Duration;
 
@@ -17,7 +17,9 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::wire::{self, ChunkPage, ErrorBody, Health};
+use crate::wire::{
+    self, ChunkId, ChunkPage, DeleteQuery, ErrorBody, ErrorCode, HeadQuery, Health, ListQuery,
+};
 
 /// Default bound on establishing a TCP connection to a node.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -95,7 +97,7 @@ impl ChunkClientBuilder {
         ChunkClient {
             http: http_client(self.connect_timeout),
             base_url: self.base_url.trim_end_matches('/').to_owned(),
-            authorization: format!("Bearer {}", self.secret),
+            authorization: wire::bearer(&self.secret),
             request_timeout: self.request_timeout,
         }
     }
@@ -181,9 +183,8 @@ impl ChunkClient {
 
     /// Stores `data` under `id` (which must be the SHA-256 of `data`). The node answers only
     /// after the chunk is fsynced.
-    pub async fn put(&self, id: &str, data: Bytes) -> Result<PutOutcome, ClientError> {
-        let path = chunk_path(id)?;
-        let answer = self.send(Method::PUT, &path, data).await?;
+    pub async fn put(&self, id: &ChunkId, data: Bytes) -> Result<PutOutcome, ClientError> {
+        let answer = self.send(Method::PUT, &wire::chunk_path(id), data).await?;
         match answer.status {
             StatusCode::CREATED => Ok(PutOutcome::Created),
             StatusCode::OK => Ok(PutOutcome::AlreadyPresent),
@@ -193,9 +194,10 @@ impl ChunkClient {
 
     /// The whole chunk in one buffer. The bytes are not re-hashed here: the caller verifies
     /// them.
-    pub async fn get(&self, id: &str) -> Result<Bytes, ClientError> {
-        let path = chunk_path(id)?;
-        let answer = self.send(Method::GET, &path, Bytes::new()).await?;
+    pub async fn get(&self, id: &ChunkId) -> Result<Bytes, ClientError> {
+        let answer = self
+            .send(Method::GET, &wire::chunk_path(id), Bytes::new())
+            .await?;
         match answer.status {
             StatusCode::OK => Ok(answer.body()),
             _ => Err(error_from(answer)),
@@ -204,9 +206,10 @@ impl ChunkClient {
 
     /// The whole chunk as the frames it arrived in, in order, without joining them into one
     /// buffer (which would copy every byte once more). Not re-hashed here either.
-    pub async fn get_frames(&self, id: &str) -> Result<Vec<Bytes>, ClientError> {
-        let path = chunk_path(id)?;
-        let answer = self.send(Method::GET, &path, Bytes::new()).await?;
+    pub async fn get_frames(&self, id: &ChunkId) -> Result<Vec<Bytes>, ClientError> {
+        let answer = self
+            .send(Method::GET, &wire::chunk_path(id), Bytes::new())
+            .await?;
         match answer.status {
             StatusCode::OK => Ok(answer.frames),
             _ => Err(error_from(answer)),
@@ -214,22 +217,21 @@ impl ChunkClient {
     }
 
     /// The chunk's size, or `None` if the node does not hold it.
-    pub async fn head(&self, id: &str) -> Result<Option<u64>, ClientError> {
-        let path = chunk_path(id)?;
-        self.head_path(&path).await
+    pub async fn head(&self, id: &ChunkId) -> Result<Option<u64>, ClientError> {
+        self.head_with(id, HeadQuery { touch: false }).await
     }
 
     /// `HEAD /chunks/{id}?touch=1`: like [`head`](Self::head), but when the chunk is present
     /// the node also refreshes its modification time, restarting the garbage-collection grace
     /// period, exactly as a repeated PUT would. Use it instead of re-sending a chunk the node
     /// already holds.
-    pub async fn touch(&self, id: &str) -> Result<Option<u64>, ClientError> {
-        let path = format!("{}?touch=1", chunk_path(id)?);
-        self.head_path(&path).await
+    pub async fn touch(&self, id: &ChunkId) -> Result<Option<u64>, ClientError> {
+        self.head_with(id, HeadQuery { touch: true }).await
     }
 
-    async fn head_path(&self, path: &str) -> Result<Option<u64>, ClientError> {
-        let answer = self.send(Method::HEAD, path, Bytes::new()).await?;
+    async fn head_with(&self, id: &ChunkId, query: HeadQuery) -> Result<Option<u64>, ClientError> {
+        let path = wire::with_query(wire::chunk_path(id), &query.to_query());
+        let answer = self.send(Method::HEAD, &path, Bytes::new()).await?;
         match answer.status {
             StatusCode::OK => {
                 let len = answer
@@ -251,9 +253,13 @@ impl ChunkClient {
 
     /// Deletes the chunk unless it was written or refreshed less than `grace` ago (whole
     /// seconds, rounded up so the node never waits less than asked).
-    pub async fn delete(&self, id: &str, grace: Duration) -> Result<DeleteOutcome, ClientError> {
-        let secs = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
-        let path = format!("{}?grace={secs}", chunk_path(id)?);
+    pub async fn delete(
+        &self,
+        id: &ChunkId,
+        grace: Duration,
+    ) -> Result<DeleteOutcome, ClientError> {
+        let query = DeleteQuery::rounding_up(grace);
+        let path = wire::with_query(wire::chunk_path(id), &query.to_query());
         let answer = self.send(Method::DELETE, &path, Bytes::new()).await?;
         match answer.status {
             StatusCode::NO_CONTENT | StatusCode::OK => Ok(DeleteOutcome::Deleted),
@@ -263,15 +269,16 @@ impl ChunkClient {
     }
 
     /// One page of the node's chunks in id order, strictly after `after`.
-    pub async fn list(&self, after: Option<&str>, limit: usize) -> Result<ChunkPage, ClientError> {
-        let mut path = format!("{}?limit={limit}", wire::CHUNKS_PATH);
-        if let Some(after) = after {
-            if !wire::is_valid_chunk_id(after) {
-                return Err(ClientError::InvalidChunkId);
-            }
-            path.push_str("&after=");
-            path.push_str(after);
-        }
+    pub async fn list(
+        &self,
+        after: Option<&ChunkId>,
+        limit: usize,
+    ) -> Result<ChunkPage, ClientError> {
+        let query = ListQuery {
+            after: after.copied(),
+            limit,
+        };
+        let path = wire::with_query(wire::CHUNKS_PATH.to_owned(), &query.to_query());
         let answer = self.send(Method::GET, &path, Bytes::new()).await?;
         match answer.status {
             StatusCode::OK => parse_json(&answer.body()),
@@ -281,7 +288,9 @@ impl ChunkClient {
 
     /// `GET /health`.
     pub async fn health(&self) -> Result<Health, ClientError> {
-        let answer = self.send(Method::GET, "/health", Bytes::new()).await?;
+        let answer = self
+            .send(Method::GET, wire::HEALTH_PATH, Bytes::new())
+            .await?;
         match answer.status {
             StatusCode::OK => parse_json(&answer.body()),
             _ => Err(error_from(answer)),
@@ -331,14 +340,6 @@ impl ChunkClient {
     }
 }
 
-fn chunk_path(id: &str) -> Result<String, ClientError> {
-    if wire::is_valid_chunk_id(id) {
-        Ok(format!("{}/{id}", wire::CHUNKS_PATH))
-    } else {
-        Err(ClientError::InvalidChunkId)
-    }
-}
-
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ClientError> {
     serde_json::from_slice(body).map_err(|e| ClientError::Status {
         status: 200,
@@ -366,24 +367,26 @@ fn transport_error(e: &hyper_util::client::legacy::Error) -> ClientError {
     ClientError::Transport(message)
 }
 
-/// Maps an unexpected answer to the matching [`ClientError`].
+/// Maps an unexpected answer to the matching [`ClientError`]: by status, and for a 400 by its
+/// [`ErrorCode`]. An answer without an [`ErrorBody`] has an empty code and its body as the
+/// message.
 fn error_from(answer: Answer) -> ClientError {
     let raw = answer.body();
     let body: Option<ErrorBody> = serde_json::from_slice(&raw).ok();
     let (code, message) = match body {
-        Some(b) => (b.code, b.message),
-        None => (String::new(), String::from_utf8_lossy(&raw).into_owned()),
+        Some(b) => (Some(b.code), b.message),
+        None => (None, String::from_utf8_lossy(&raw).into_owned()),
     };
-    match answer.status {
-        StatusCode::NOT_FOUND => ClientError::NotFound,
-        StatusCode::UNAUTHORIZED => ClientError::Unauthorized,
-        StatusCode::PAYLOAD_TOO_LARGE => ClientError::TooLarge,
-        StatusCode::INSUFFICIENT_STORAGE => ClientError::InsufficientStorage,
-        StatusCode::BAD_REQUEST if code == "BadDigest" => ClientError::BadDigest,
-        StatusCode::BAD_REQUEST if code == "InvalidChunkId" => ClientError::InvalidChunkId,
-        status => ClientError::Status {
+    match (answer.status, code) {
+        (StatusCode::NOT_FOUND, _) => ClientError::NotFound,
+        (StatusCode::UNAUTHORIZED, _) => ClientError::Unauthorized,
+        (StatusCode::PAYLOAD_TOO_LARGE, _) => ClientError::TooLarge,
+        (StatusCode::INSUFFICIENT_STORAGE, _) => ClientError::InsufficientStorage,
+        (StatusCode::BAD_REQUEST, Some(ErrorCode::BadDigest)) => ClientError::BadDigest,
+        (StatusCode::BAD_REQUEST, Some(ErrorCode::InvalidChunkId)) => ClientError::InvalidChunkId,
+        (status, code) => ClientError::Status {
             status: status.as_u16(),
-            code,
+            code: code.map_or("", ErrorCode::as_str).to_owned(),
             message,
         },
     }

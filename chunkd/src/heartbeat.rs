@@ -1,6 +1,6 @@
 //! Heartbeats: every interval, POST this node's `/health` document plus its advertised address
-//! ([`wire::Heartbeat`]) to `{gateway}/cluster/heartbeat` on every configured gateway, with the
-//! cluster secret. This is how gateways discover nodes and notice when they go away.
+//! ([`wire::Heartbeat`]) to `{gateway}` + [`wire::HEARTBEAT_PATH`] on every configured gateway,
+//! with the cluster secret. This is how gateways discover nodes and notice when they go away.
 //!
 //! A gateway that is down or answers with an error is logged (once when it starts failing, and
 //! again when it recovers) and simply tried again at the next tick: heartbeats are never fatal.
@@ -32,7 +32,7 @@ pub async fn run(settings: Settings, shared: Arc<Shared>, mut stopped: watch::Re
     let timeout = settings
         .interval
         .clamp(Duration::from_secs(1), Duration::from_secs(10));
-    let authorization = format!("Bearer {}", settings.cluster_secret);
+    let authorization = wire::bearer(&settings.cluster_secret);
     let targets: Vec<String> = settings
         .gateways
         .iter()
@@ -62,7 +62,7 @@ pub async fn run(settings: Settings, shared: Arc<Shared>, mut stopped: watch::Re
                 .method(Method::POST)
                 .uri(url)
                 .header(header::AUTHORIZATION, &authorization)
-                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::CONTENT_TYPE, wire::JSON_CONTENT_TYPE)
                 .body(Full::new(body.clone()));
             let http = http.clone();
             async move {

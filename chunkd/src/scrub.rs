@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::node::stop_requested;
-use crate::store::{ChunkId, Store, Verdict};
+use crate::store::{Store, Verdict};
+use crate::wire::ChunkId;
 
 /// Chunks listed per directory walk.
 const PAGE: usize = 256;
@@ -45,20 +46,16 @@ async fn pass(store: &Arc<Store>, rate: u64) -> Result<(), String> {
     loop {
         let page = {
             let store = Arc::clone(store);
-            let after = after.clone();
             blocking(move || store.list(after.as_ref(), PAGE)).await?
         };
         let Some(last) = page.last() else {
             return Ok(());
         };
-        after = ChunkId::parse(&last.id);
+        after = Some(last.id);
         for info in &page {
-            let Some(id) = ChunkId::parse(&info.id) else {
-                continue;
-            };
+            let id = info.id;
             let verdict = {
                 let store = Arc::clone(store);
-                let id = id.clone();
                 blocking(move || store.verify(&id)).await?
             };
             match verdict {
@@ -67,8 +64,7 @@ async fn pass(store: &Arc<Store>, rate: u64) -> Result<(), String> {
                 Verdict::Corrupt { size, identity } => {
                     bytes_read += size;
                     let store = Arc::clone(store);
-                    let moved_id = id.clone();
-                    if blocking(move || store.quarantine(&moved_id, identity)).await? {
+                    if blocking(move || store.quarantine(&id, identity)).await? {
                         tracing::warn!(chunk = %id, "corrupt chunk moved to quarantine");
                     }
                 }

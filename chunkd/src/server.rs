@@ -22,8 +22,11 @@ use hyper::body::Incoming;
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::store::write::{self, Piece};
-use crate::store::{ChunkId, DeleteResult, PutResult, Store, StoreError};
-use crate::wire::{self, ChunkPage, ErrorBody, Health};
+use crate::store::{DeleteResult, PutResult, Store, StoreError};
+use crate::wire::{
+    self, ChunkId, ChunkPage, DeleteQuery, Endpoint, ErrorBody, ErrorCode, HeadQuery, Health,
+    InvalidQuery, ListQuery,
+};
 
 /// Body of every response.
 pub type ResponseBody = BoxBody<Bytes, io::Error>;
@@ -41,8 +44,6 @@ const READ_AHEAD: usize = 1;
 const CHANNEL_DEPTH: usize = 2;
 /// Concurrent PUTs; more wait for a slot (bounds memory and open temporary files).
 pub const MAX_CONCURRENT_WRITES: usize = 64;
-const DEFAULT_LIST_LIMIT: usize = 1000;
-const MAX_LIST_LIMIT: usize = 10_000;
 
 /// State shared by every request of one node.
 pub struct Shared {
@@ -91,45 +92,42 @@ pub async fn handle(
 }
 
 async fn route(shared: &Shared, req: Request<Incoming>) -> Response<ResponseBody> {
-    let path = req.uri().path();
-    if path == "/health" {
-        return match *req.method() {
+    let endpoint = Endpoint::parse(req.uri().path());
+    match endpoint {
+        Endpoint::Health => match *req.method() {
             Method::GET => json(StatusCode::OK, &shared.health()),
-            _ => method_not_allowed("GET"),
-        };
-    }
-    if !wire::bearer_matches(req.headers(), &shared.cluster_secret) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
+            _ => method_not_allowed(endpoint),
+        },
+        _ if !wire::bearer_matches(req.headers(), &shared.cluster_secret) => error(
+            ErrorCode::Unauthorized,
             "missing or wrong cluster secret (Authorization: Bearer <secret>)",
-        );
-    }
-    if path == wire::CHUNKS_PATH || path == "/chunks/" {
-        return match *req.method() {
+        ),
+        Endpoint::ChunkList => match *req.method() {
             Method::GET => list(shared, req.uri().query()).await,
-            _ => method_not_allowed("GET"),
-        };
-    }
-    let Some(raw_id) = path.strip_prefix("/chunks/") else {
-        return error(StatusCode::NOT_FOUND, "NotFound", "no such endpoint");
-    };
-    // Only 64 lowercase hex characters get past this point: no '/', '.', '%' or anything
-    // else that could make the path name a file outside the data directory.
-    let Some(id) = ChunkId::parse(raw_id) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "InvalidChunkId",
-            "a chunk id is 64 lowercase hex characters (the SHA-256 of the chunk)",
-        );
-    };
-    let query = req.uri().query().map(str::to_owned);
-    match *req.method() {
-        Method::PUT => put(shared, id, req).await,
-        Method::GET => get(shared, id).await,
-        Method::HEAD => head(shared, id, query.as_deref()).await,
-        Method::DELETE => delete(shared, id, query.as_deref()).await,
-        _ => method_not_allowed("GET, HEAD, PUT, DELETE"),
+            _ => method_not_allowed(endpoint),
+        },
+        Endpoint::Chunk(raw_id) => {
+            // Only 64 lowercase hex characters get past this point: no '/', '.', '%' or
+            // anything else that could make the path name a file outside the data directory.
+            let Some(id) = ChunkId::from_hex(raw_id) else {
+                return error(
+                    ErrorCode::InvalidChunkId,
+                    "a chunk id is 64 lowercase hex characters (the SHA-256 of the chunk)",
+                );
+            };
+            let query = req.uri().query();
+            match *req.method() {
+                Method::PUT => put(shared, id, req).await,
+                Method::GET => get(shared, id).await,
+                Method::HEAD => head(shared, id, HeadQuery::parse(query)).await,
+                Method::DELETE => match DeleteQuery::parse(query) {
+                    Ok(query) => delete(shared, id, query).await,
+                    Err(invalid) => invalid_query(invalid),
+                },
+                _ => method_not_allowed(endpoint),
+            }
+        }
+        Endpoint::Unknown => error(ErrorCode::NotFound, "no such endpoint"),
     }
 }
 
@@ -141,16 +139,11 @@ async fn put(shared: &Shared, id: ChunkId, req: Request<Incoming>) -> Response<R
         return too_large(max);
     }
     let Ok(_slot) = shared.write_slots.acquire().await else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ShuttingDown",
-            "node is stopping",
-        );
+        return error(ErrorCode::ShuttingDown, "node is stopping");
     };
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     let store = Arc::clone(&shared.store);
-    let writer_id = id.clone();
-    let writer = tokio::task::spawn_blocking(move || write::receive(&store, &writer_id, rx));
+    let writer = tokio::task::spawn_blocking(move || write::receive(&store, &id, rx));
 
     let fed = feed(req.into_body(), &tx, max).await;
     if fed.is_ok() {
@@ -164,8 +157,7 @@ async fn put(shared: &Shared, id: ChunkId, req: Request<Incoming>) -> Response<R
         Err(Feed::TooLarge) => return too_large(max),
         Err(Feed::Body(e)) => {
             return error(
-                StatusCode::BAD_REQUEST,
-                "IncompleteBody",
+                ErrorCode::IncompleteBody,
                 &format!("reading the request body failed: {e}"),
             )
         }
@@ -175,13 +167,11 @@ async fn put(shared: &Shared, id: ChunkId, req: Request<Incoming>) -> Response<R
         Ok(Ok(PutResult::Created)) => empty(StatusCode::CREATED),
         Ok(Ok(PutResult::AlreadyPresent)) => empty(StatusCode::OK),
         Ok(Err(StoreError::BadDigest { actual })) => error(
-            StatusCode::BAD_REQUEST,
-            "BadDigest",
+            ErrorCode::BadDigest,
             &format!("the body hashes to {actual}, not to the chunk id {id}; nothing was stored"),
         ),
         Ok(Err(StoreError::Full)) => error(
-            StatusCode::INSUFFICIENT_STORAGE,
-            "InsufficientStorage",
+            ErrorCode::InsufficientStorage,
             "no space left on this node; nothing was stored",
         ),
         Ok(Err(e)) => internal(&e),
@@ -255,9 +245,7 @@ enum Found {
 /// chunk the gateway writes) is opened and read in one trip to the blocking pool; a larger one
 /// is streamed.
 async fn get(shared: &Shared, id: ChunkId) -> Response<ResponseBody> {
-    let read_id = id.clone();
     let found = on_disk(shared, move |store| {
-        let id = read_id;
         let Some((mut file, len)) = store.open_chunk(&id)? else {
             return Ok(None);
         };
@@ -297,7 +285,7 @@ async fn get(shared: &Shared, id: ChunkId) -> Response<ResponseBody> {
         .insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/octet-stream"),
+        header::HeaderValue::from_static(wire::CHUNK_CONTENT_TYPE),
     );
     response
 }
@@ -418,10 +406,9 @@ impl Body for ChannelBody {
 }
 
 /// `HEAD /chunks/{id}[?touch=1]`.
-async fn head(shared: &Shared, id: ChunkId, query: Option<&str>) -> Response<ResponseBody> {
-    let touch = query_param(query, "touch").is_some_and(|v| v != "0" && v != "false");
+async fn head(shared: &Shared, id: ChunkId, query: HeadQuery) -> Response<ResponseBody> {
     let found = on_disk(shared, move |store| {
-        if touch {
+        if query.touch {
             store.touch(&id)
         } else {
             store.stat(&id)
@@ -442,18 +429,8 @@ async fn head(shared: &Shared, id: ChunkId, query: Option<&str>) -> Response<Res
 }
 
 /// `DELETE /chunks/{id}?grace=SECONDS` (no grace means 0).
-async fn delete(shared: &Shared, id: ChunkId, query: Option<&str>) -> Response<ResponseBody> {
-    let grace = match query_param(query, "grace").map(str::parse::<u64>) {
-        None => 0,
-        Some(Ok(secs)) => secs,
-        Some(Err(_)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "InvalidArgument",
-                "grace must be a whole number of seconds",
-            )
-        }
-    };
+async fn delete(shared: &Shared, id: ChunkId, query: DeleteQuery) -> Response<ResponseBody> {
+    let grace = query.grace_secs;
     let deleted = on_disk(shared, move |store| {
         store.delete(&id, Duration::from_secs(grace))
     })
@@ -461,8 +438,7 @@ async fn delete(shared: &Shared, id: ChunkId, query: Option<&str>) -> Response<R
     match deleted {
         Ok(DeleteResult::Deleted | DeleteResult::Absent) => empty(StatusCode::NO_CONTENT),
         Ok(DeleteResult::TooYoung) => error(
-            StatusCode::CONFLICT,
-            "TooYoung",
+            ErrorCode::TooYoung,
             &format!("the chunk was written or refreshed less than {grace} s ago; kept"),
         ),
         Err(response) => response,
@@ -471,29 +447,9 @@ async fn delete(shared: &Shared, id: ChunkId, query: Option<&str>) -> Response<R
 
 /// `GET /chunks?after={id}&limit={n}`.
 async fn list(shared: &Shared, query: Option<&str>) -> Response<ResponseBody> {
-    let after = match query_param(query, "after").filter(|a| !a.is_empty()) {
-        None => None,
-        Some(a) => match ChunkId::parse(a) {
-            Some(id) => Some(id),
-            None => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "InvalidChunkId",
-                    "after must be a chunk id (64 lowercase hex characters)",
-                )
-            }
-        },
-    };
-    let limit = match query_param(query, "limit").map(str::parse::<usize>) {
-        None => DEFAULT_LIST_LIMIT,
-        Some(Ok(n)) => n.clamp(1, MAX_LIST_LIMIT),
-        Some(Err(_)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "InvalidArgument",
-                "limit must be a positive whole number",
-            )
-        }
+    let ListQuery { after, limit } = match ListQuery::parse(query) {
+        Ok(query) => query,
+        Err(invalid) => return invalid_query(invalid),
     };
     // One more than asked tells whether another page follows.
     let listed = on_disk(shared, move |store| store.list(after.as_ref(), limit + 1)).await;
@@ -501,7 +457,7 @@ async fn list(shared: &Shared, query: Option<&str>) -> Response<ResponseBody> {
         Ok(mut chunks) => {
             let next_after = if chunks.len() > limit {
                 chunks.truncate(limit);
-                chunks.last().map(|c| c.id.clone())
+                chunks.last().map(|c| c.id)
             } else {
                 None
             };
@@ -509,15 +465,6 @@ async fn list(shared: &Shared, query: Option<&str>) -> Response<ResponseBody> {
         }
         Err(response) => response,
     }
-}
-
-/// The value of `name` in a query string (no percent-decoding: every value this API accepts
-/// is plain ASCII, and an encoded one is simply invalid).
-fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
-    query?.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (key == name).then_some(value)
-    })
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -546,7 +493,7 @@ fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Response
             *response.status_mut() = status;
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
-                header::HeaderValue::from_static("application/json"),
+                header::HeaderValue::from_static(wire::JSON_CONTENT_TYPE),
             );
             response
         }
@@ -554,63 +501,43 @@ fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Response
     }
 }
 
-pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response<ResponseBody> {
+/// An error answer: the status that goes with `code` (see [`ErrorCode::status`]) and an
+/// [`ErrorBody`].
+fn error(code: ErrorCode, message: &str) -> Response<ResponseBody> {
     json(
-        status,
+        code.status(),
         &ErrorBody {
-            code: code.to_owned(),
+            code,
             message: message.to_owned(),
         },
     )
 }
 
+fn invalid_query(invalid: InvalidQuery) -> Response<ResponseBody> {
+    error(invalid.code, invalid.message)
+}
+
 fn not_found() -> Response<ResponseBody> {
-    error(
-        StatusCode::NOT_FOUND,
-        "NotFound",
-        "no such chunk on this node",
-    )
+    error(ErrorCode::NotFound, "no such chunk on this node")
 }
 
 fn too_large(max: u64) -> Response<ResponseBody> {
     error(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "TooLarge",
+        ErrorCode::TooLarge,
         &format!("a chunk is at most {max} bytes on this node (--max-chunk-size)"),
     )
 }
 
-fn method_not_allowed(allow: &'static str) -> Response<ResponseBody> {
-    let mut response = error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "MethodNotAllowed",
-        "method not allowed here",
+fn method_not_allowed(endpoint: Endpoint<'_>) -> Response<ResponseBody> {
+    let mut response = error(ErrorCode::MethodNotAllowed, "method not allowed here");
+    response.headers_mut().insert(
+        header::ALLOW,
+        header::HeaderValue::from_static(endpoint.allowed_methods()),
     );
-    response
-        .headers_mut()
-        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
     response
 }
 
 fn internal(e: &dyn std::fmt::Display) -> Response<ResponseBody> {
     tracing::error!(error = %e, "internal error");
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Internal",
-        &format!("internal error: {e}"),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_params_are_found_by_exact_name() {
-        assert_eq!(query_param(Some("grace=30"), "grace"), Some("30"));
-        assert_eq!(query_param(Some("a=1&touch=1"), "touch"), Some("1"));
-        assert_eq!(query_param(Some("touch"), "touch"), Some(""));
-        assert_eq!(query_param(Some("xgrace=3"), "grace"), None);
-        assert_eq!(query_param(None, "grace"), None);
-    }
+    error(ErrorCode::Internal, &format!("internal error: {e}"))
 }

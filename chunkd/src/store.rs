@@ -12,7 +12,7 @@
 //! ```
 //!
 //! Every function here is blocking and must run off the async reactor (`spawn_blocking`).
-//! Paths are only ever built from a [`ChunkId`], which can only hold 64 lowercase hex
+//! Paths are only ever built from a [`ChunkId`], whose text form is always 64 lowercase hex
 //! characters, so no request can name a file outside the data directory.
 //!
 //! Data-safety invariants enforced here:
@@ -39,7 +39,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-use crate::wire::{self, ChunkInfo};
+use crate::wire::{ChunkId, ChunkInfo};
 
 pub(crate) use data_dir::{create_dir_durably, fsync_dir};
 use data_dir::{
@@ -53,28 +53,8 @@ pub use write::{PutResult, TempChunk};
 /// Where the chunk `id` lives in the data directory `root`: `chunks/ab/cd/<id>` (for tools
 /// and tests that look at a node's files from outside).
 pub fn chunk_path_in(root: &Path, id: &ChunkId) -> PathBuf {
-    let s = id.as_str();
-    root.join("chunks").join(&s[0..2]).join(&s[2..4]).join(s)
-}
-
-/// A validated chunk id: exactly 64 lowercase hex characters (see [`wire::is_valid_chunk_id`]).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ChunkId(String);
-
-impl ChunkId {
-    pub fn parse(s: &str) -> Option<ChunkId> {
-        wire::is_valid_chunk_id(s).then(|| ChunkId(s.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for ChunkId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+    let s = id.to_hex();
+    root.join("chunks").join(&s[0..2]).join(&s[2..4]).join(&s)
 }
 
 /// Errors of the store. `Full` and `BadDigest` are the client-visible ones.
@@ -293,8 +273,9 @@ impl Store {
         chunk_path_in(&self.root, id)
     }
 
+    /// The id's first 16 bits: the `abcd` of `chunks/ab/cd`.
     fn fanout_index(id: &ChunkId) -> usize {
-        usize::from_str_radix(&id.as_str()[0..4], 16).unwrap_or(0) % FANOUT_DIRS
+        usize::from(u16::from_be_bytes([id.0[0], id.0[1]])) % FANOUT_DIRS
     }
 
     /// Makes sure `chunks/ab/cd` for `id` exists, before a rename into it. Returns whether the
@@ -325,7 +306,7 @@ impl Store {
     }
 
     fn lock(&self, id: &ChunkId) -> MutexGuard<'_, ()> {
-        let stripe = usize::from_str_radix(&id.as_str()[0..2], 16).unwrap_or(0) % LOCK_STRIPES;
+        let stripe = usize::from(id.0[0]) % LOCK_STRIPES;
         // A poisoned stripe only means another thread panicked while holding it; the
         // filesystem state it guards is still consistent, so keep going.
         self.stripes[stripe]
@@ -431,7 +412,7 @@ impl Store {
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map_or(0, |d| d.as_secs());
             out.push(ChunkInfo {
-                id: id.as_str().to_owned(),
+                id: *id,
                 size: meta.len(),
                 mtime,
             });
@@ -447,7 +428,8 @@ impl Store {
         after: Option<&ChunkId>,
         mut f: impl FnMut(&ChunkId, &fs::Metadata) -> bool,
     ) -> Result<(), StoreError> {
-        let after = after.map(ChunkId::as_str);
+        let after = after.map(ChunkId::to_hex);
+        let after = after.as_deref();
         for level1 in sorted_names(&self.chunks_dir)? {
             if !is_fanout_name(&level1) || after.is_some_and(|a| level1.as_str() < &a[0..2]) {
                 continue;
@@ -463,10 +445,10 @@ impl Store {
                 }
                 let dir2 = dir1.join(&level2);
                 for name in sorted_names(&dir2)? {
-                    let Some(id) = ChunkId::parse(&name) else {
+                    let Some(id) = ChunkId::from_hex(&name) else {
                         continue;
                     };
-                    if after.is_some_and(|a| id.as_str() <= a) || !name.starts_with(&prefix) {
+                    if after.is_some_and(|a| name.as_str() <= a) || !name.starts_with(&prefix) {
                         continue;
                     }
                     let path = dir2.join(&name);
@@ -527,7 +509,7 @@ impl Store {
             hasher.update(&buf[..n]);
             size += n as u64;
         }
-        if hex::encode(hasher.finalize()) == id.as_str() {
+        if hasher.finalize()[..] == id.0[..] {
             Ok(Verdict::Good { size })
         } else {
             Ok(Verdict::Corrupt { size, identity })

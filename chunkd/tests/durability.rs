@@ -8,11 +8,12 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::Bytes;
+use chunkd::wire::ChunkId;
 use chunkd::PutOutcome;
 use common::*;
 
 /// Opens a PUT of `total` bytes for `id` and sends its first `sent` bytes.
-fn start_put(node: &Chunkd, id: &str, body: &[u8], sent: usize) -> TcpStream {
+fn start_put(node: &Chunkd, id: &ChunkId, body: &[u8], sent: usize) -> TcpStream {
     let mut stream = TcpStream::connect(node.addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -121,12 +122,13 @@ async fn scrubber_quarantines_and_reports_a_chunk_corrupted_on_disk() {
     }
     // Flip one byte of the second chunk on disk, in place.
     let victim = id_of(&chunks[1]);
+    let hex = victim.to_hex();
     let path = dir
         .path()
         .join("chunks")
-        .join(&victim[0..2])
-        .join(&victim[2..4])
-        .join(&victim);
+        .join(&hex[0..2])
+        .join(&hex[2..4])
+        .join(&hex);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[1000] ^= 0x40;
     std::fs::write(&path, &bytes).unwrap();
@@ -144,7 +146,7 @@ async fn scrubber_quarantines_and_reports_a_chunk_corrupted_on_disk() {
     assert_eq!(health.corrupt_chunks, 1);
     assert_eq!(health.chunk_count, 2);
     assert_eq!(client.head(&victim).await.unwrap(), None);
-    let listed: Vec<String> = client
+    let listed: Vec<ChunkId> = client
         .list(None, 10)
         .await
         .unwrap()
@@ -162,7 +164,7 @@ async fn scrubber_quarantines_and_reports_a_chunk_corrupted_on_disk() {
         .file_name()
         .unwrap()
         .to_string_lossy()
-        .starts_with(&victim));
+        .starts_with(&hex));
     drop(node);
 
     // The count survives a restart (kill -9 included), and is in the heartbeat document too.

@@ -12,7 +12,8 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use chunkd::store::{chunk_path_in, drop_pages, ChunkId, Store, Verdict};
+use chunkd::store::{chunk_path_in, drop_pages, Store, Verdict};
+use chunkd::wire::ChunkId;
 use common::*;
 
 const MIB: usize = 1 << 20;
@@ -79,8 +80,8 @@ fn assert_pages_can_be_dropped(dir: &Path) {
     std::fs::remove_file(path).unwrap();
 }
 
-fn chunk_file(data_dir: &Path, id: &str) -> PathBuf {
-    chunk_path_in(data_dir, &ChunkId::parse(id).unwrap())
+fn chunk_file(data_dir: &Path, id: &ChunkId) -> PathBuf {
+    chunk_path_in(data_dir, id)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,7 +91,7 @@ async fn written_and_read_chunks_stay_cached_within_the_budget_and_older_ones_ar
     let node = Chunkd::start(dir.path(), &["--cache-size", "2MiB", "--scrub-rate", "0"]);
     let client = node.client();
     let chunks: Vec<Bytes> = (1..=3).map(|n| Bytes::from(data(n, MIB))).collect();
-    let ids: Vec<String> = chunks.iter().map(|c| id_of(c)).collect();
+    let ids: Vec<ChunkId> = chunks.iter().map(|c| id_of(c)).collect();
     let file = |i: usize| chunk_file(dir.path(), &ids[i]);
 
     for (id, chunk) in ids.iter().zip(&chunks) {
@@ -135,7 +136,7 @@ fn the_scrubber_reads_without_filling_the_cache() {
     let mut ids = Vec::new();
     for n in 1..=2 {
         let bytes = data(n, MIB);
-        let id = ChunkId::parse(&id_of(&bytes)).unwrap();
+        let id = id_of(&bytes);
         let mut temp = store.begin_write(&id).unwrap();
         temp.write(&bytes).unwrap();
         temp.commit().unwrap();

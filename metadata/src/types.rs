@@ -7,7 +7,6 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt;
 
 /// Milliseconds since the Unix epoch. All timestamps in metadata use this unit.
 pub type UnixMillis = i64;
@@ -15,41 +14,10 @@ pub type UnixMillis = i64;
 /// A node's stable id, as chunkd creates it once in its data directory.
 pub type NodeId = String;
 
-/// The SHA-256 of a chunk's bytes. Displayed and parsed as 64 lowercase hex characters.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ChunkId(pub [u8; 32]);
-
-impl ChunkId {
-    /// Parses 64 lowercase hex characters. Anything else is `None`.
-    pub fn from_hex(s: &str) -> Option<ChunkId> {
-        if s.len() != 64
-            || !s
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return None;
-        }
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out).ok()?;
-        Some(ChunkId(out))
-    }
-
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-}
-
-impl fmt::Display for ChunkId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl fmt::Debug for ChunkId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ChunkId({})", self.to_hex())
-    }
-}
+/// The SHA-256 of a chunk's bytes. Displayed and parsed as 64 lowercase hex characters. One
+/// type for the whole workspace, defined with the chunkd protocol (its serde form, the one
+/// records are stored with, is pinned by a test there).
+pub use chunkd::wire::ChunkId;
 
 /// Versioning state of a bucket, as S3 names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -74,8 +74,8 @@ impl CacheList {
         lru.remove(id);
         let position = lru.next;
         lru.next += 1;
-        lru.entries.insert(id.clone(), (position, len));
-        lru.order.insert(position, id.clone());
+        lru.entries.insert(*id, (position, len));
+        lru.order.insert(position, *id);
         lru.bytes += len;
         let mut evicted = Vec::new();
         while lru.bytes > self.limit || lru.entries.len() > MAX_ENTRIES {
@@ -145,7 +145,7 @@ mod tests {
     use super::*;
 
     fn id(n: u8) -> ChunkId {
-        ChunkId::parse(&format!("{n:02x}").repeat(32)).unwrap()
+        ChunkId::from_hex(&format!("{n:02x}").repeat(32)).unwrap()
     }
 
     #[test]

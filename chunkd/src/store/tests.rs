@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::*;
 
 fn id_of(data: &[u8]) -> ChunkId {
-    ChunkId::parse(&hex::encode(Sha256::digest(data))).expect("a SHA-256 hex is a valid id")
+    ChunkId::from_hex(&hex::encode(Sha256::digest(data))).expect("a SHA-256 hex is a valid id")
 }
 
 fn put(store: &Store, data: &[u8]) -> Result<PutResult, StoreError> {
@@ -50,9 +50,9 @@ fn chunk_is_invisible_until_committed_and_then_named_by_its_id() {
     let path = dir
         .path()
         .join("chunks")
-        .join(&id.as_str()[0..2])
-        .join(&id.as_str()[2..4])
-        .join(id.as_str());
+        .join(&id.to_hex()[0..2])
+        .join(&id.to_hex()[2..4])
+        .join(id.to_hex());
     assert_eq!(fs::read(&path).unwrap(), data);
     assert!(files_in(&dir.path().join("tmp")).is_empty());
     assert_eq!(store.chunk_count(), 1);
@@ -162,7 +162,7 @@ fn mtime_in_the_future_counts_as_young() {
 #[test]
 fn only_64_lowercase_hex_characters_make_an_id() {
     let good = "a".repeat(64);
-    assert!(ChunkId::parse(&good).is_some());
+    assert!(ChunkId::from_hex(&good).is_some());
     for bad in [
         "".to_owned(),
         "a".repeat(63),
@@ -175,7 +175,7 @@ fn only_64_lowercase_hex_characters_make_an_id() {
         format!("/{}", "a".repeat(63)),
         format!("{}\0", "a".repeat(63)),
     ] {
-        assert!(ChunkId::parse(&bad).is_none(), "{bad:?} accepted");
+        assert!(ChunkId::from_hex(&bad).is_none(), "{bad:?} accepted");
     }
 }
 
@@ -183,7 +183,7 @@ fn only_64_lowercase_hex_characters_make_an_id() {
 fn chunk_paths_stay_under_the_chunks_directory() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), None).unwrap();
-    let id = ChunkId::parse(&"0f".repeat(32)).unwrap();
+    let id = ChunkId::from_hex(&"0f".repeat(32)).unwrap();
     let path = store.chunk_path(&id);
     assert_eq!(
         path,
@@ -203,14 +203,14 @@ fn listing_is_in_id_order_and_pages_with_after() {
         .map(|i| {
             let data = vec![i; 10 + i as usize];
             put(&store, &data).unwrap();
-            id_of(&data).as_str().to_owned()
+            id_of(&data).to_hex()
         })
         .collect();
     ids.sort();
     // Files that are not chunks are ignored.
     fs::write(dir.path().join("chunks").join("stray"), b"x").unwrap();
     let all = store.list(None, 100).unwrap();
-    assert_eq!(all.iter().map(|c| c.id.clone()).collect::<Vec<_>>(), ids);
+    assert_eq!(all.iter().map(|c| c.id.to_hex()).collect::<Vec<_>>(), ids);
     let mut seen = Vec::new();
     let mut after = None;
     loop {
@@ -218,8 +218,8 @@ fn listing_is_in_id_order_and_pages_with_after() {
         if page.is_empty() {
             break;
         }
-        after = ChunkId::parse(&page.last().unwrap().id);
-        seen.extend(page.into_iter().map(|c| c.id));
+        after = Some(page.last().unwrap().id);
+        seen.extend(page.into_iter().map(|c| c.id.to_hex()));
     }
     assert_eq!(seen, ids);
 }

@@ -83,7 +83,7 @@ impl<'a> TempChunk<'a> {
             .map_err(io_err("creating temporary file", &path))?;
         Ok(TempChunk {
             store,
-            id: id.clone(),
+            id: *id,
             path,
             file: Some(file),
             hasher: Sha256::new(),
@@ -140,9 +140,11 @@ impl<'a> TempChunk<'a> {
 
     /// Verifies the hash, fsyncs, and renames the chunk into place (see the module doc).
     pub fn commit(mut self) -> Result<PutResult, StoreError> {
-        let actual = hex::encode(std::mem::take(&mut self.hasher).finalize());
-        if actual != self.id.as_str() {
-            return Err(StoreError::BadDigest { actual });
+        let actual: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
+        if actual != self.id.0 {
+            return Err(StoreError::BadDigest {
+                actual: hex::encode(actual),
+            });
         }
         let Some(file) = self.file.take() else {
             return Err(StoreError::Aborted);

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use chunkd::wire::ChunkId;
 use sha2::{Digest, Sha256};
 
 pub const SECRET: &str = "test-cluster-secret";
@@ -114,8 +115,8 @@ pub fn data(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
-pub fn id_of(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+pub fn id_of(bytes: &[u8]) -> ChunkId {
+    ChunkId(Sha256::digest(bytes).into())
 }
 
 /// A raw HTTP answer.

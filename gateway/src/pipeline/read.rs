@@ -143,7 +143,7 @@ async fn fetch_chunk(
     let mut last_error = String::from("no replica on a known node");
     for node in &replicas {
         let client = inner.client(&node.address);
-        match client.get_frames(&hex).await {
+        match client.get_frames(&entry.chunk).await {
             Ok(frames) => {
                 let len: usize = frames.iter().map(Bytes::len).sum();
                 let good =

@@ -175,8 +175,8 @@ async fn store_chunk(
         }
         let puts = batch.iter().map(|node| {
             let client = inner.client(&node.address);
-            let (hex, data) = (hex.clone(), data.clone());
-            async move { client.put(&hex, data).await }
+            let data = data.clone();
+            async move { client.put(&id, data).await }
         });
         let results = futures::future::join_all(puts).await;
         for (node, result) in batch.into_iter().zip(results) {
@@ -222,8 +222,7 @@ async fn existing_replicas(
         .collect();
     let touches = candidates.iter().map(|node| {
         let client = inner.client(&node.address);
-        let hex = hex.clone();
-        async move { client.touch(&hex).await }
+        async move { client.touch(id).await }
     });
     let results = futures::future::join_all(touches).await;
     let mut holders = Vec::new();
