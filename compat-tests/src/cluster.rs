@@ -44,6 +44,8 @@ pub struct ClusterOptions {
     pub node_down_after: Option<String>,
     /// Extra arguments for `sdfbs gateway`.
     pub gateway_args: Vec<String>,
+    /// Extra arguments for `chunkd`, per node index (e.g. `--capacity` for one node).
+    pub node_args: Vec<(usize, Vec<String>)>,
 }
 
 impl Default for ClusterOptions {
@@ -55,6 +57,7 @@ impl Default for ClusterOptions {
             replication: None,
             node_down_after: None,
             gateway_args: Vec::new(),
+            node_args: Vec::new(),
         }
     }
 }
@@ -112,6 +115,8 @@ fn random_token(len: usize) -> String {
 struct Node {
     data_dir: PathBuf,
     log: PathBuf,
+    /// Extra `chunkd` arguments.
+    args: Vec<String>,
     child: Option<Child>,
     url: Option<String>,
     node_id: Option<String>,
@@ -120,6 +125,8 @@ struct Node {
 /// A running gateway process (`sdfbs gateway`, or `sdfbs dev` for a dev cluster).
 struct GatewayProcess {
     log: PathBuf,
+    /// The command that started it (to start it again on the same ports).
+    command: Vec<String>,
     child: Option<Child>,
     s3_url: String,
     admin_url: String,
@@ -212,6 +219,10 @@ impl Cluster {
     /// Spawns the gateway command `cmd` with this cluster's credentials and waits for its two
     /// "listening on" lines. The first gateway's endpoints are also `s3_url` and `admin_url`.
     fn launch_gateway(&mut self, mut cmd: Command) -> Result<()> {
+        let command: Vec<String> = std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         clean_env(&mut cmd);
         cmd.env("SDFBS_ROOT_ACCESS_KEY", &self.access_key)
             .env("SDFBS_ROOT_SECRET_KEY", &self.secret_key)
@@ -226,6 +237,7 @@ impl Cluster {
         // Pushed before waiting, so that a failed start is still killed and its log shown.
         self.gateways.push(GatewayProcess {
             log: log.clone(),
+            command,
             child: Some(child),
             s3_url: String::new(),
             admin_url: String::new(),
@@ -301,9 +313,16 @@ impl Cluster {
         for i in 0..opts.nodes {
             let data_dir = cluster.dir.path().join(format!("node{i}"));
             std::fs::create_dir_all(&data_dir)?;
+            let args = opts
+                .node_args
+                .iter()
+                .filter(|(n, _)| *n == i)
+                .flat_map(|(_, a)| a.iter().cloned())
+                .collect();
             cluster.nodes.push(Node {
                 log: cluster.dir.path().join(format!("node{i}.log")),
                 data_dir,
+                args,
                 child: None,
                 url: None,
                 node_id: None,
@@ -355,7 +374,8 @@ impl Cluster {
             .arg(&node.data_dir)
             .args(["--listen", "127.0.0.1:0"])
             .args(["--cluster-secret", &self.cluster_secret])
-            .args(["--heartbeat-interval", "200ms"]);
+            .args(["--heartbeat-interval", "200ms"])
+            .args(&node.args);
         for g in &self.gateways {
             cmd.args(["--gateway", &g.admin_url]);
         }
@@ -555,6 +575,39 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Kills the first gateway with SIGKILL (no chance to finish anything) and reaps it.
+    pub fn kill_gateway(&mut self) {
+        if let Some(g) = self.gateways.first_mut() {
+            kill(g.child.take());
+        }
+    }
+
+    /// Starts the first gateway again, with the same command on the same two ports (so the
+    /// nodes' heartbeats and the clients find it where it was), and waits until it sees
+    /// `nodes` nodes Up.
+    pub fn restart_gateway(&mut self, nodes: usize) -> Result<()> {
+        self.kill_gateway();
+        let g = self.gateways.remove(0);
+        let (s3, admin) = (
+            g.s3_url.trim_start_matches("http://").to_string(),
+            g.admin_url.trim_start_matches("http://").to_string(),
+        );
+        let mut args: Vec<String> = g.command[1..].to_vec();
+        for (flag, addr) in [("--s3-listen", &s3), ("--admin-listen", &admin)] {
+            if let Some(pos) = args.iter().position(|a| a == flag) {
+                args[pos + 1] = addr.clone();
+            }
+        }
+        let mut cmd = Command::new(&g.command[0]);
+        cmd.args(&args);
+        // Relaunched as gateway 0: the others move up one place meanwhile.
+        let others = std::mem::take(&mut self.gateways);
+        let launched = self.launch_gateway(cmd);
+        self.gateways.extend(others);
+        launched?;
+        self.wait_nodes_up_on(0, nodes)
     }
 
     /// A `sdfbs` CLI command (e.g. `key create NAME`) aimed at this cluster's admin port.

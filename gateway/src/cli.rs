@@ -36,6 +36,10 @@ pub enum Command {
     Dev(DevArgs),
     /// Manage S3 access keys through a running gateway's admin port.
     Key(KeyArgs),
+    /// Show and change the chunkd nodes' life cycle through a running gateway's admin port.
+    Node(NodeArgs),
+    /// Show what repair and garbage collection are doing, and any chunk that is lost.
+    Repair(RepairArgs),
 }
 
 /// Flags shared by `gateway` and `dev`.
@@ -69,6 +73,41 @@ pub struct ServeArgs {
     /// Interval the chunkd nodes heartbeat at (a node is Suspect after missing three).
     #[arg(long, env = "SDFBS_HEARTBEAT_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Duration,
+    /// Most MiB per second repair and drain copy between nodes.
+    #[arg(long, env = "SDFBS_REPAIR_RATE", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub repair_rate: u64,
+    /// A full repair pass at least this often (node failures and bad replicas found by reads
+    /// start one at once).
+    #[arg(long, env = "SDFBS_REPAIR_SCAN_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub repair_scan_interval: Duration,
+    /// How long a chunk stays unreferenced, and a chunk file unrecorded, before garbage
+    /// collection deletes it. The same on every gateway of a cluster.
+    #[arg(long, env = "SDFBS_GC_GRACE", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub gc_grace: Duration,
+    /// How often garbage collection runs.
+    #[arg(long, env = "SDFBS_GC_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub gc_interval: Duration,
+    /// Every node's files are checked against the chunk records at least this often.
+    #[arg(long, env = "SDFBS_AUDIT_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub audit_interval: Duration,
+    /// Multipart uploads with no activity for longer than this are aborted.
+    #[arg(long, env = "SDFBS_MULTIPART_MAX_AGE", default_value = "7days", value_parser = humantime::parse_duration)]
+    pub multipart_max_age: Duration,
+}
+
+impl ServeArgs {
+    /// The background workers' settings these flags give.
+    pub fn workers(&self) -> sdfbs_gateway::cluster::workers::WorkerConfig {
+        sdfbs_gateway::cluster::workers::WorkerConfig {
+            repair_rate: self.repair_rate.saturating_mul(1024 * 1024),
+            repair_scan_interval: self.repair_scan_interval,
+            gc_grace: self.gc_grace,
+            gc_interval: self.gc_interval,
+            audit_interval: self.audit_interval,
+            multipart_max_age: self.multipart_max_age,
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -115,6 +154,58 @@ pub struct KeyArgs {
     pub admin_token: Option<String>,
     #[command(subcommand)]
     pub command: KeyCommand,
+}
+
+/// Where the admin API of a running gateway is, for the CLI subcommands.
+#[derive(Args, Debug, Clone)]
+pub struct AdminApiArgs {
+    /// Admin port of the running gateway.
+    #[arg(
+        long,
+        env = "SDFBS_ADMIN_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub admin_url: String,
+    /// Admin token (printed by `sdfbs dev`).
+    #[arg(long, env = "SDFBS_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    pub admin_token: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub api: AdminApiArgs,
+    #[command(subcommand)]
+    pub command: NodeCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NodeCommand {
+    /// Every node with its state, heartbeat age, capacity and chunk count.
+    List,
+    /// Move every chunk off NODE (it takes no new chunk); then it can be removed.
+    Drain { node: String },
+    /// Put a Draining or Removed node back in service.
+    Undrain { node: String },
+    /// Take NODE out of the cluster; refused while it holds the only healthy copy of a chunk.
+    Remove { node: String },
+    /// The history of state changes, newest first (of NODE, or of every node).
+    Events { node: Option<String> },
+}
+
+#[derive(Args, Debug)]
+pub struct RepairArgs {
+    #[command(flatten)]
+    pub api: AdminApiArgs,
+    #[command(subcommand)]
+    pub command: RepairCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RepairCommand {
+    /// Repair and garbage-collection progress, draining nodes, and every lost chunk.
+    Status,
 }
 
 #[derive(Subcommand, Debug)]

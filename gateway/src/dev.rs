@@ -65,6 +65,7 @@ pub async fn run(args: DevArgs, given: Given) -> Result<()> {
             node_down_after: args.serve.node_down_after,
         },
         credentials: given,
+        workers: args.serve.workers(),
     })
     .await?;
     let admin_url = format!("http://{}", gateway.admin_addr);

@@ -14,17 +14,7 @@ use sdfbs_gateway::admin::KeySummary;
 use std::time::Duration;
 
 pub async fn run(args: KeyArgs) -> Result<()> {
-    let token = args
-        .admin_token
-        .clone()
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            anyhow!(
-                "no admin token: set SDFBS_ADMIN_TOKEN (or --admin-token); `sdfbs dev` prints it"
-            )
-        })?;
-    let base = args.admin_url.trim_end_matches('/').to_string();
-    let api = Api { base, token };
+    let api = Api::new(&args.admin_url, args.admin_token.as_deref())?;
     match args.command {
         KeyCommand::Create {
             name,
@@ -116,7 +106,7 @@ pub async fn run(args: KeyArgs) -> Result<()> {
 
 /// A path segment as given, refused if it could change the path (ids and bucket names never
 /// contain these characters).
-fn segment(s: &str) -> Result<&str> {
+pub(crate) fn segment(s: &str) -> Result<&str> {
     if s.is_empty()
         || s.bytes()
             .any(|b| matches!(b, b'/' | b'?' | b'#' | b'%') || b <= b' ')
@@ -126,14 +116,30 @@ fn segment(s: &str) -> Result<&str> {
     Ok(s)
 }
 
-struct Api {
+/// The admin API of a running gateway, as the CLI calls it.
+pub(crate) struct Api {
     base: String,
     token: String,
 }
 
 impl Api {
+    pub(crate) fn new(admin_url: &str, admin_token: Option<&str>) -> Result<Api> {
+        let token = admin_token
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                anyhow!(
+                    "no admin token: set SDFBS_ADMIN_TOKEN (or --admin-token); `sdfbs dev` prints it"
+                )
+            })?
+            .to_string();
+        Ok(Api {
+            base: admin_url.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+
     /// One admin request; `Ok(Some(json))` for a JSON answer with the expected status.
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,

@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod dev;
 mod keys;
+mod node_cli;
 
 use anyhow::anyhow;
 use anyhow::Result;
@@ -82,6 +83,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Gateway(args) => gateway(args).await,
         Command::Dev(args) => dev::run(args, given_from_env(None)).await,
         Command::Key(args) => keys::run(args).await,
+        Command::Node(args) => node_cli::run_node(args).await,
+        Command::Repair(args) => node_cli::run_repair(args).await,
     }
 }
 
@@ -101,6 +104,7 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
         anyhow!("no metadata store: give --metadata embedded:PATH or scylla:HOST[,HOST...]/KEYSPACE (or SDFBS_METADATA, or `metadata` in the --config file)")
     })?;
     let meta = server::open_metadata(spec).await?;
+    let workers = args.serve.workers();
     let running = server::start(GatewayOptions {
         meta,
         s3_listen: args.serve.s3_listen,
@@ -112,6 +116,7 @@ async fn gateway(args: GatewayArgs) -> Result<()> {
             heartbeat_interval: args.serve.heartbeat_interval,
             node_down_after: args.serve.node_down_after,
         },
+        workers,
         credentials: given_from_env(args.cluster_secret),
     })
     .await?;

@@ -13,7 +13,10 @@
 //! durably stored on `replication` nodes.
 
 mod read;
+mod replicas;
 mod write;
+
+pub use replicas::Fetched;
 
 use crate::cluster::membership::{Membership, NodeState, NodeView};
 use bytes::Bytes;
@@ -27,9 +30,13 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 
 /// How long a node that failed a request is tried last (by writes and reads).
 const FAILING_NODE_PENALTY: Duration = Duration::from_secs(5);
+
+/// Default of `--gc-grace`.
+pub const DEFAULT_GC_GRACE: Duration = Duration::from_secs(600);
 
 /// Chunks are exactly this long (the last chunk of an object may be shorter).
 pub const CHUNK_SIZE: usize = 1024 * 1024;
@@ -88,6 +95,12 @@ struct Inner {
     /// that died is only declared Down after `node_down_after`; meanwhile this keeps every
     /// chunk from trying it first (and waiting for a timeout if it hangs rather than refuses).
     failing: Mutex<HashMap<String, Instant>>,
+    /// Notified when a read found a replica missing or corrupt (the repair worker waits on it).
+    repair_wanted: Arc<Notify>,
+    /// How long garbage collection leaves an unreferenced chunk alone: a write in progress
+    /// touches its chunks every third of it, so none is collected before the commit refers to
+    /// it however long the upload takes.
+    gc_grace: Duration,
 }
 
 impl ChunkStore {
@@ -105,8 +118,64 @@ impl ChunkStore {
                 cluster_secret: cluster_secret.to_string(),
                 clients: Mutex::new(HashMap::new()),
                 failing: Mutex::new(HashMap::new()),
+                repair_wanted: Arc::new(Notify::new()),
+                gc_grace: DEFAULT_GC_GRACE,
             }),
         }
+    }
+
+    /// The same store with another garbage-collection grace period (the gateway's
+    /// `--gc-grace`; writes keep their chunks touched within it).
+    pub fn with_gc_grace(self, grace: Duration) -> ChunkStore {
+        let mut inner = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner,
+            Err(shared) => return ChunkStore { inner: shared },
+        };
+        inner.gc_grace = grace;
+        ChunkStore {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Notified whenever a read finds a replica missing or corrupt.
+    pub fn repair_wanted(&self) -> Arc<Notify> {
+        Arc::clone(&self.inner.repair_wanted)
+    }
+
+    /// The client of the node at `address` (shared connection pool).
+    pub fn client(&self, address: &str) -> ChunkClient {
+        self.inner.client(address)
+    }
+
+    /// `nodes` in the order a read tries them: Up first (shuffled), then Suspect, then Down;
+    /// nodes that just failed last within each.
+    pub fn read_order(&self, nodes: Vec<NodeView>) -> Vec<NodeView> {
+        replicas::read_order(&self.inner, nodes)
+    }
+
+    /// Reads chunk `id` from the first of `nodes` (in that order) that returns `size` bytes
+    /// hashing to `id`; reports the nodes whose copy was missing or corrupt.
+    pub async fn fetch_verified(
+        &self,
+        id: &ChunkId,
+        size: u64,
+        nodes: &[NodeView],
+    ) -> Result<Fetched, PipelineError> {
+        replicas::fetch_verified(&self.inner, id, size, nodes).await
+    }
+
+    /// Writes chunk `id` to more nodes until `holders` has `need` of them, in placement order,
+    /// never to a node in `exclude`; the nodes written to are appended to `holders` (each
+    /// acknowledged after fsync), also when it then fails with `InsufficientNodes`.
+    pub async fn place_replicas(
+        &self,
+        id: &ChunkId,
+        data: &Bytes,
+        holders: &mut Vec<NodeView>,
+        exclude: &[String],
+        need: usize,
+    ) -> Result<(), PipelineError> {
+        replicas::place(&self.inner, id, data, holders, exclude, need).await
     }
 
     /// How many replicas of each chunk a write makes.

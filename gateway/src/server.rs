@@ -8,7 +8,9 @@
 //! `SHUTDOWN_GRACE`), then return.
 
 use crate::admin::Admin;
+use crate::cluster::lease::Leadership;
 use crate::cluster::membership::{Membership, MembershipConfig};
+use crate::cluster::workers::{WorkerConfig, WorkerContext};
 use crate::credentials::{self, Credentials, Given};
 use crate::pipeline::ChunkStore;
 use crate::state::Gateway;
@@ -40,6 +42,8 @@ pub struct GatewayOptions {
     pub s3_domains: Vec<String>,
     pub membership: MembershipConfig,
     pub credentials: Given,
+    /// Repair, audit and garbage collection (run by the gateway holding the workers' lease).
+    pub workers: WorkerConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,12 +123,24 @@ pub async fn start(options: GatewayOptions) -> Result<RunningGateway, ServerErro
     if let Err(e) = membership.refresh().await {
         tracing::warn!(error = %e, "cannot read the node list yet; will retry");
     }
-    let chunks = Arc::new(ChunkStore::new(
+    let chunks = Arc::new(
+        ChunkStore::new(
+            Arc::clone(&meta),
+            Arc::clone(&membership),
+            options.replication,
+            &credentials.cluster_secret,
+        )
+        .with_gc_grace(options.workers.gc_grace),
+    );
+    let (stop, stopped) = watch::channel(false);
+    let (leadership, lease_task) = Leadership::spawn(Arc::clone(&meta), stopped.clone());
+    let workers = WorkerContext::new(
         Arc::clone(&meta),
         Arc::clone(&membership),
-        options.replication,
-        &credentials.cluster_secret,
-    ));
+        Arc::clone(&chunks),
+        leadership,
+        options.workers,
+    );
     let gateway = Arc::new(Gateway {
         meta: Arc::clone(&meta),
         chunks,
@@ -136,6 +152,7 @@ pub async fn start(options: GatewayOptions) -> Result<RunningGateway, ServerErro
         cluster_secret: credentials.cluster_secret.clone(),
         admin_token: credentials.admin_token.clone(),
         replication: options.replication,
+        workers: Arc::clone(&workers),
     });
 
     let s3_listener = bind(options.s3_listen).await?;
@@ -143,10 +160,9 @@ pub async fn start(options: GatewayOptions) -> Result<RunningGateway, ServerErro
     let s3_addr = local_addr(&s3_listener, options.s3_listen)?;
     let admin_addr = local_addr(&admin_listener, options.admin_listen)?;
 
-    let (stop, stopped) = watch::channel(false);
     let s3_service = crate::s3::build_service(Arc::clone(&gateway), domains);
     let admin_service = hyper::service::service_fn(move |req| Arc::clone(&admin).handle(req));
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(serve(s3_listener, s3_service, "s3", stopped.clone())),
         tokio::spawn(serve(
             admin_listener,
@@ -154,8 +170,10 @@ pub async fn start(options: GatewayOptions) -> Result<RunningGateway, ServerErro
             "admin",
             stopped.clone(),
         )),
-        membership.spawn_refresher(stopped),
+        membership.spawn_refresher(stopped.clone()),
+        lease_task,
     ];
+    tasks.extend(workers.spawn(stopped));
     tracing::info!(%s3_addr, %admin_addr, replication = options.replication, "gateway started");
     Ok(RunningGateway {
         s3_addr,

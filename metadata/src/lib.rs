@@ -15,8 +15,8 @@
 //!   one wins.
 
 pub mod embedded;
-pub mod scylla;
 mod nodes;
+pub mod scylla;
 mod types;
 
 pub use nodes::*;

@@ -3,6 +3,8 @@
 //! error code and HTTP status out of an SDK error.
 #![allow(dead_code)]
 
+pub mod drill;
+
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };

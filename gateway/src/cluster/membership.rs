@@ -7,15 +7,23 @@
 //! it receives itself and refreshed from the store every second for the ones other gateways
 //! received.
 //!
-//! States are derived, never stored: from the age of the last heartbeat, a node is Up, Suspect
+//! Health is derived, never stored: from the age of the last heartbeat, a node is Up, Suspect
 //! after three missed heartbeat intervals, and Down after `node_down_after`. Only Up nodes
 //! receive new chunks (Suspect ones only when no Up node is left to try); a Down node receives
 //! none. Draining and Removed are set by an administrator and also exclude a node from new
-//! chunks; reads still use any node that answers.
+//! chunks; reads still use any node that answers. The life cycle state shown to users
+//! ([`LifecycleState`]) is the administrator's state when there is one, the derived health
+//! otherwise; its changes are logged in the metadata store by `cluster::monitor`.
+//!
+//! A replica counts toward a chunk's redundancy only on a *healthy* node: Active, not Down,
+//! and not waiting for an audit. A node that comes back from Down waits for one
+//! (`cluster::audit`): its chunks count again once they are verified present.
 
-use sdfbs_metadata::{now_millis, AdminState, Heartbeat, MetaError, MetadataStore, NodeRecord};
+use sdfbs_metadata::{
+    now_millis, AdminState, Heartbeat, LifecycleState, MetaError, MetadataStore, NodeRecord,
+};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -45,12 +53,39 @@ pub struct NodeView {
     pub heartbeat_age_ms: i64,
     pub state: NodeState,
     pub admin_state: AdminState,
+    /// Up, Suspect, Down, Draining or Removed.
+    pub lifecycle: LifecycleState,
+    /// Whether its replicas wait for an audit before they count again (back from Down).
+    pub awaiting_audit: bool,
 }
 
 impl NodeView {
     /// Whether the node may be given new chunks right now (Up or Suspect, not Draining/Removed).
     pub fn accepts_new_chunks(&self) -> bool {
         self.admin_state == AdminState::Active && self.state != NodeState::Down
+    }
+
+    /// Whether a replica on this node counts toward a chunk's redundancy: Active, not Down,
+    /// and verified since it last came back.
+    pub fn is_healthy(&self) -> bool {
+        self.accepts_new_chunks() && !self.awaiting_audit
+    }
+
+    /// Free bytes as last reported (placement weighs nodes by it).
+    pub fn free_bytes(&self) -> u64 {
+        self.capacity_bytes.saturating_sub(self.used_bytes)
+    }
+}
+
+/// The life cycle state of a node: the administrator's Draining or Removed when set, the
+/// heartbeat-derived health otherwise.
+pub fn lifecycle(admin: AdminState, health: NodeState) -> LifecycleState {
+    match (admin, health) {
+        (AdminState::Removed, _) => LifecycleState::Removed,
+        (AdminState::Draining, _) => LifecycleState::Draining,
+        (AdminState::Active, NodeState::Up) => LifecycleState::Up,
+        (AdminState::Active, NodeState::Suspect) => LifecycleState::Suspect,
+        (AdminState::Active, NodeState::Down) => LifecycleState::Down,
     }
 }
 
@@ -77,6 +112,8 @@ pub struct Membership {
     meta: Arc<dyn MetadataStore>,
     config: MembershipConfig,
     nodes: RwLock<HashMap<String, NodeRecord>>,
+    /// Nodes back from Down whose replicas do not count until an audit verified them.
+    awaiting_audit: RwLock<HashSet<String>>,
 }
 
 impl Membership {
@@ -85,7 +122,32 @@ impl Membership {
             meta,
             config,
             nodes: RwLock::new(HashMap::new()),
+            awaiting_audit: RwLock::new(HashSet::new()),
         }
+    }
+
+    /// Marks a node's replicas as unverified (it came back from Down) or verified again.
+    pub fn set_awaiting_audit(&self, node_id: &str, awaiting: bool) {
+        let mut set = self
+            .awaiting_audit
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if awaiting {
+            set.insert(node_id.to_string());
+        } else {
+            set.remove(node_id);
+        }
+    }
+
+    /// Changes a node's administrative state in the store and in this view at once (so the
+    /// gateway that served the request acts on it without waiting for the next refresh).
+    pub async fn set_admin_state(&self, node_id: &str, state: AdminState) -> Result<(), MetaError> {
+        self.meta.set_node_state(node_id, state).await?;
+        let mut nodes = self.nodes.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(record) = nodes.get_mut(node_id) {
+            record.admin_state = state;
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> MembershipConfig {
@@ -111,8 +173,10 @@ impl Membership {
         for record in list {
             // Keep whichever copy has the newer heartbeat: one received here a moment ago may
             // not be visible in a replicated store yet.
-            match nodes.get(&record.last.node_id) {
-                Some(mine) if mine.last.at > record.last.at => {}
+            match nodes.get_mut(&record.last.node_id) {
+                Some(mine) if mine.last.at > record.last.at => {
+                    mine.admin_state = record.admin_state;
+                }
                 _ => {
                     nodes.insert(record.last.node_id.clone(), record);
                 }
@@ -142,13 +206,16 @@ impl Membership {
 
     /// Every known node (Removed ones excluded), ordered by node id.
     pub fn nodes(&self) -> Vec<NodeView> {
+        let mut out = self.all_nodes();
+        out.retain(|n| n.admin_state != AdminState::Removed);
+        out
+    }
+
+    /// Every known node, Removed ones included, ordered by node id.
+    pub fn all_nodes(&self) -> Vec<NodeView> {
         let now = now_millis();
         let nodes = self.nodes.read().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<NodeView> = nodes
-            .values()
-            .filter(|r| r.admin_state != AdminState::Removed)
-            .map(|r| self.view(r, now))
-            .collect();
+        let mut out: Vec<NodeView> = nodes.values().map(|r| self.view(r, now)).collect();
         out.sort_by(|a, b| a.node_id.cmp(&b.node_id));
         out
     }
@@ -161,6 +228,12 @@ impl Membership {
 
     fn view(&self, r: &NodeRecord, now: i64) -> NodeView {
         let age = (now - r.last.at).max(0);
+        let state = derive_state(age, self.config);
+        let awaiting_audit = self
+            .awaiting_audit
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&r.last.node_id);
         NodeView {
             node_id: r.last.node_id.clone(),
             address: r.last.address.clone(),
@@ -170,8 +243,10 @@ impl Membership {
             chunk_count: r.last.chunk_count,
             corrupt_chunks: r.last.corrupt_chunks,
             heartbeat_age_ms: age,
-            state: derive_state(age, self.config),
+            state,
             admin_state: r.admin_state,
+            lifecycle: lifecycle(r.admin_state, state),
+            awaiting_audit,
         }
     }
 }

@@ -3,15 +3,17 @@
 //! Only the chunks that overlap the range are fetched, in order, with a few fetched ahead
 //! (`PREFETCH_CHUNKS`, which also bounds the memory a GET holds). Every chunk is checked against
 //! its id (SHA-256, on the blocking pool) before a single byte of it is handed on; on a transport
-//! error or a mismatch the next replica is tried (Up nodes first). A replica that returned wrong
-//! bytes is logged and, once a good copy has been read elsewhere, dropped from the chunk's
-//! record, which puts the chunk on the under-replicated list that repair works from.
+//! error or a mismatch the next replica is tried (Up nodes first). A replica that was missing or
+//! returned wrong bytes is logged and, once a good copy has been read elsewhere, dropped from
+//! the chunk's record, which puts the chunk on the under-replicated list that repair works from
+//! (and wakes it).
 //!
 //! If no replica of a chunk can be read, the stream yields one `Err` and ends: the HTTP layer
 //! must abort the response rather than end it as if it were complete.
 
-use super::{frames_id, Inner, PipelineError};
-use crate::cluster::membership::{NodeState, NodeView};
+use super::replicas::{fetch_verified, read_order};
+use super::{Inner, PipelineError};
+use crate::cluster::membership::NodeView;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -114,93 +116,51 @@ async fn fetch_chunk(
     entry: &ManifestEntry,
     known: Option<ChunkRecord>,
 ) -> Result<Vec<Bytes>, PipelineError> {
-    let hex = entry.chunk.to_hex();
+    let id = entry.chunk;
     let record = match known {
         Some(record) => record,
-        None => inner
-            .meta
-            .get_chunk_location(&entry.chunk)
-            .await?
-            .ok_or_else(|| {
-                PipelineError::ChunkUnavailable(format!("chunk {hex} has no record in metadata"))
-            })?,
+        None => inner.meta.get_chunk_location(&id).await?.ok_or_else(|| {
+            PipelineError::ChunkUnavailable(format!("chunk {id} has no record in metadata"))
+        })?,
     };
-    let replicas = read_order(
-        inner,
-        record
-            .replicas
-            .iter()
-            .filter_map(|id| {
-                let node = inner.membership.node(id);
-                if node.is_none() {
-                    tracing::warn!(chunk = %hex, node_id = %id, "replica on an unknown node");
-                }
-                node
-            })
-            .collect(),
-    );
-    let mut corrupt: Vec<String> = Vec::new();
-    let mut last_error = String::from("no replica on a known node");
-    for node in &replicas {
-        let client = inner.client(&node.address);
-        match client.get_frames(&entry.chunk).await {
-            Ok(frames) => {
-                let len: usize = frames.iter().map(Bytes::len).sum();
-                let good =
-                    len as u64 == entry.size && frames_id(frames.clone()).await? == entry.chunk;
-                if good {
-                    forget_corrupt(inner, entry, &corrupt).await;
-                    return Ok(frames);
-                }
-                tracing::warn!(chunk = %hex, node_id = %node.node_id, len,
-                    "replica is corrupt (SHA-256 mismatch); reading another one, this one needs repair");
-                corrupt.push(node.node_id.clone());
-                last_error = format!("replica on node {} is corrupt", node.node_id);
+    let nodes: Vec<NodeView> = record
+        .replicas
+        .iter()
+        .filter_map(|node_id| {
+            let node = inner.membership.node(node_id);
+            if node.is_none() {
+                tracing::warn!(chunk = %id, node_id = %node_id, "replica on an unknown node");
             }
-            Err(e) => {
-                tracing::warn!(chunk = %hex, node_id = %node.node_id, error = %e,
-                    "cannot read replica; trying another one");
-                if !matches!(e, chunkd::ClientError::NotFound) {
-                    inner.mark_failing(&node.node_id);
-                }
-                last_error = format!("node {}: {e}", node.node_id);
-            }
-        }
+            node
+        })
+        .collect();
+    let replicas = read_order(inner, nodes);
+    let fetched = fetch_verified(inner, &id, entry.size, &replicas).await?;
+    if let Some(frames) = fetched.data {
+        forget_bad(inner, entry, fetched.corrupt.iter().chain(&fetched.missing)).await;
+        return Ok(frames);
     }
-    tracing::error!(chunk = %hex, replicas = ?record.replicas, "no readable replica of a chunk");
+    tracing::error!(chunk = %id, replicas = ?record.replicas, "no readable replica of a chunk");
     Err(PipelineError::ChunkUnavailable(format!(
-        "no readable replica of chunk {hex} ({} tried; last: {last_error})",
-        replicas.len()
+        "no readable replica of chunk {id} ({} tried; last: {})",
+        fetched.tried, fetched.last_error
     )))
 }
 
-/// Up nodes first (in random order, to spread reads), then Suspect, then Down ones (which may
-/// well answer: a node is Down only because its heartbeats stopped arriving); within each
-/// state, nodes that failed a request in the last few seconds go last.
-fn read_order(inner: &Inner, mut nodes: Vec<NodeView>) -> Vec<NodeView> {
-    {
-        use rand::seq::SliceRandom;
-        nodes.shuffle(&mut rand::thread_rng());
-    }
-    nodes.sort_by_key(|n| {
-        let state = match n.state {
-            NodeState::Up => 0,
-            NodeState::Suspect => 1,
-            NodeState::Down => 2,
-        };
-        (state, inner.is_failing(&n.node_id))
-    });
-    nodes
-}
-
-/// Drops replicas that returned wrong bytes from the chunk's record, now that a good copy was
-/// read: the chunk is then under-replicated and repair copies it from a good replica.
-async fn forget_corrupt(inner: &Inner, entry: &ManifestEntry, corrupt: &[String]) {
-    for node in corrupt {
+/// Drops replicas that were missing or returned wrong bytes from the chunk's record, now that
+/// a good copy was read, and wakes repair: the chunk is under-replicated, and repair copies it
+/// from a good replica.
+async fn forget_bad(inner: &Inner, entry: &ManifestEntry, bad: impl Iterator<Item = &String>) {
+    let mut any = false;
+    for node in bad {
+        any = true;
         if let Err(e) = inner.meta.drop_replica(&entry.chunk, node).await {
             tracing::warn!(chunk = %entry.chunk, node_id = %node, error = %e,
-                "cannot drop the corrupt replica from metadata");
+                "cannot drop the bad replica from metadata");
         }
+    }
+    if any {
+        inner.repair_wanted.notify_one();
     }
 }
 

@@ -18,10 +18,11 @@
 //! returned: chunks already written are unreferenced garbage, collected later, and nothing is
 //! committed because committing is the caller's job and it only happens after `Ok`.
 
+use super::replicas::place;
 use super::{chunk_id, BodyHasher, Inner, PipelineError, WrittenData, CHUNK_SIZE};
 use crate::cluster::membership::NodeView;
-use crate::cluster::placement::{placement_order, Candidate};
 use bytes::{Bytes, BytesMut};
+use chunkd::ChunkClient;
 use futures::{Stream, StreamExt, TryStreamExt};
 use sdfbs_metadata::{ChunkId, ChunkPlacement, ManifestEntry, NodeId};
 use std::sync::Arc;
@@ -60,14 +61,59 @@ where
             })
             .map_ok(|chunk| store_chunk(Arc::clone(inner), chunk))
             .try_buffered(MAX_CHUNKS_IN_FLIGHT));
-        while let Some((entry, placement)) = stored.try_next().await? {
-            written.size += entry.size;
-            written.manifest.push(entry);
-            written.placements.push(placement);
+        let every = (inner.gc_grace / 3).max(std::time::Duration::from_millis(100));
+        let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                next = stored.try_next() => match next? {
+                    Some((entry, placement)) => {
+                        written.size += entry.size;
+                        written.manifest.push(entry);
+                        written.placements.push(placement);
+                    }
+                    None => break,
+                },
+                _ = keepalive.tick() => keep_alive(inner, &written.placements).await?,
+            }
         }
     }
     let hasher = hasher_task.join().await?;
     Ok((written, hasher))
+}
+
+/// Touches every replica written so far, restarting the garbage-collection grace period of
+/// each: until the caller commits, nothing refers to these chunks, and garbage collection
+/// deletes unreferenced chunks (and unrecorded chunk files) older than the grace period, so a
+/// write that lasts longer than it keeps them young this way. A replica found gone fails the
+/// write rather than commit an object missing a chunk.
+async fn keep_alive(inner: &Inner, placements: &[ChunkPlacement]) -> Result<(), PipelineError> {
+    let mut replicas: Vec<(ChunkId, String, ChunkClient)> = Vec::new();
+    for p in placements {
+        for node_id in &p.nodes {
+            if let Some(node) = inner.membership.node(node_id) {
+                replicas.push((p.chunk, node_id.clone(), inner.client(&node.address)));
+            }
+        }
+    }
+    futures::stream::iter(replicas)
+        .map(|(chunk, node_id, client)| async move {
+            match client.touch(&chunk).await {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => Err(PipelineError::Internal(format!(
+                    "chunk {chunk} vanished from node {node_id} during the upload"
+                ))),
+                // Unreachable for now: the grace guard of a node that cannot be reached
+                // does not matter to a collector that cannot reach it either.
+                Err(e) => {
+                    tracing::debug!(chunk = %chunk, node_id, error = %e, "cannot touch a replica");
+                    Ok(())
+                }
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
 }
 
 /// Feeds chunks to the caller's hasher in order, on the blocking pool; returns the hasher.
@@ -151,45 +197,10 @@ async fn store_chunk(
 ) -> Result<(ManifestEntry, ChunkPlacement), PipelineError> {
     let size = data.len() as u64;
     let id = chunk_id(data.clone()).await?;
-    let hex = id.to_hex();
     let need = inner.replication;
 
     let mut holders = existing_replicas(&inner, &id, size, need).await?;
-
-    let (up, suspect) = inner.writable_nodes();
-    let mut remaining: Vec<NodeView> = ordered(&id, up);
-    remaining.extend(ordered(&id, suspect));
-    remaining.retain(|n| !holders.iter().any(|h| h.node_id == n.node_id));
-    // Nodes that just failed a write are tried last (stable: HRW order is kept otherwise).
-    remaining.sort_by_key(|n| inner.is_failing(&n.node_id));
-
-    while holders.len() < need {
-        let batch = pick(&mut remaining, &holders, need - holders.len());
-        if batch.is_empty() {
-            tracing::warn!(chunk = %hex, needed = need, written = holders.len(),
-                "not enough nodes can take the chunk");
-            return Err(PipelineError::InsufficientNodes {
-                needed: need,
-                available: holders.len(),
-            });
-        }
-        let puts = batch.iter().map(|node| {
-            let client = inner.client(&node.address);
-            let data = data.clone();
-            async move { client.put(&id, data).await }
-        });
-        let results = futures::future::join_all(puts).await;
-        for (node, result) in batch.into_iter().zip(results) {
-            match result {
-                Ok(_) => holders.push(node),
-                Err(e) => {
-                    tracing::warn!(chunk = %hex, node_id = %node.node_id,
-                        address = %node.address, error = %e, "chunk write failed; trying the next node");
-                    inner.mark_failing(&node.node_id);
-                }
-            }
-        }
-    }
+    place(&inner, &id, &data, &mut holders, &[], need).await?;
 
     let nodes: Vec<NodeId> = holders.into_iter().map(|n| n.node_id).collect();
     Ok((
@@ -239,52 +250,6 @@ async fn existing_replicas(
     Ok(holders)
 }
 
-/// Nodes in weighted-HRW order for this chunk (distinct zones first).
-fn ordered(id: &ChunkId, nodes: Vec<NodeView>) -> Vec<NodeView> {
-    let candidates: Vec<Candidate> = nodes
-        .iter()
-        .map(|n| Candidate {
-            node_id: n.node_id.clone(),
-            zone: n.zone.clone(),
-            weight: n.capacity_bytes,
-        })
-        .collect();
-    let order: Vec<String> = placement_order(id, &candidates)
-        .into_iter()
-        .map(|c| c.node_id.clone())
-        .collect();
-    let mut nodes = nodes;
-    let mut out = Vec::with_capacity(nodes.len());
-    for node_id in order {
-        if let Some(pos) = nodes.iter().position(|n| n.node_id == node_id) {
-            out.push(nodes.swap_remove(pos));
-        }
-    }
-    out
-}
-
-/// Takes the next `k` nodes to try off the front of `remaining`, preferring zones that hold no
-/// replica yet (and distinct from each other), so replicas land in distinct zones whenever the
-/// cluster has several and failover keeps that preference.
-fn pick(remaining: &mut Vec<NodeView>, holders: &[NodeView], k: usize) -> Vec<NodeView> {
-    let mut used: Vec<String> = holders.iter().map(|n| n.zone.clone()).collect();
-    let mut chosen = Vec::with_capacity(k);
-    let mut i = 0;
-    while chosen.len() < k && i < remaining.len() {
-        if used.contains(&remaining[i].zone) {
-            i += 1;
-        } else {
-            let node = remaining.remove(i);
-            used.push(node.zone.clone());
-            chosen.push(node);
-        }
-    }
-    while chosen.len() < k && !remaining.is_empty() {
-        chosen.push(remaining.remove(0));
-    }
-    chosen
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,32 +291,5 @@ mod tests {
         ]);
         let result: Result<Vec<Bytes>, _> = chunker(body).try_collect().await;
         assert!(matches!(result, Err(PipelineError::Body(m)) if m.contains("client went away")));
-    }
-
-    fn view(id: &str, zone: &str) -> NodeView {
-        NodeView {
-            node_id: id.into(),
-            address: String::new(),
-            zone: zone.into(),
-            capacity_bytes: 1,
-            used_bytes: 0,
-            chunk_count: 0,
-            corrupt_chunks: 0,
-            heartbeat_age_ms: 0,
-            state: crate::cluster::membership::NodeState::Up,
-            admin_state: Default::default(),
-        }
-    }
-
-    #[test]
-    fn pick_prefers_unused_zones() {
-        let mut remaining = vec![view("a1", "a"), view("a2", "a"), view("b1", "b")];
-        let holders = vec![view("a0", "a")];
-        let chosen = pick(&mut remaining, &holders, 1);
-        assert_eq!(chosen[0].node_id, "b1");
-        let chosen = pick(&mut remaining, &holders, 2);
-        let ids: Vec<_> = chosen.iter().map(|n| n.node_id.as_str()).collect();
-        assert_eq!(ids, vec!["a1", "a2"]);
-        assert!(pick(&mut remaining, &holders, 1).is_empty());
     }
 }

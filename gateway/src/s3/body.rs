@@ -3,7 +3,9 @@
 //! * [`watch`] wraps a request body on its way into `ChunkStore::write_body`: it passes the
 //!   bytes through untouched and records in a [`BodyErrorSlot`] what S3 error a failure of the
 //!   body stands for (the pipeline only reports "the body failed").
-//! * [`response`] turns the pipeline's read stream into the body of a GET. If a chunk cannot
+//! * [`response`] turns the pipeline's read stream into the body of a GET
+//!   ([`response_after_first`]: once its first bytes are read, so a first chunk that cannot be
+//!   read is a clean 503). If a chunk cannot
 //!   be read after the response has started, the stream yields an error and hyper aborts the
 //!   connection: the client sees a truncated transfer, never a short body that looks complete.
 
@@ -49,6 +51,25 @@ pub fn watch_copy(
             Err(PipelineError::Internal(text))
         }
     })
+}
+
+/// The body of a GetObject response, once its first bytes are in hand: when the first chunk
+/// cannot be read (every replica missing, corrupt or on a dead node), the request fails with
+/// that error (a clear 503 `ServiceUnavailable`) before any header is sent, instead of a 200
+/// whose body breaks off at once. The first byte reaches the client no later than it would
+/// have anyway. A failure after the first chunk still aborts the connection (see above).
+pub async fn response_after_first(
+    mut stream: BoxStream<'static, Result<Bytes, PipelineError>>,
+) -> Result<StreamingBlob, PipelineError> {
+    match stream.next().await {
+        Some(Err(e)) => Err(e),
+        Some(Ok(first)) => Ok(response(
+            futures::stream::once(futures::future::ready(Ok(first)))
+                .chain(stream)
+                .boxed(),
+        )),
+        None => Ok(response(stream)),
+    }
 }
 
 /// The body of a GetObject response.

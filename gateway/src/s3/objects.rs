@@ -442,12 +442,14 @@ pub async fn get(
         StreamingBlob::wrap(futures::stream::empty::<Result<Bytes, std::io::Error>>())
     } else {
         let (manifest, records) = manifest.ok_or_else(|| error::meta(MetaError::NoSuchKey))?;
-        body::response(gw.chunks.read_range_with_records(
+        body::response_after_first(gw.chunks.read_range_with_records(
             manifest,
             records,
             selection.start,
             selection.end,
         ))
+        .await
+        .map_err(|e| error::pipeline(e, None))?
     };
     let v = view(&object, &selection, input.checksum_mode.as_ref());
     let [crc32, crc32c, crc64nvme, sha1, sha256] = v.checksums;

@@ -59,6 +59,7 @@ impl TestCluster {
                 admin_token: Some(ADMIN_TOKEN.into()),
                 cluster_secret: Some(SECRET.into()),
             },
+            workers: Default::default(),
         })
         .await
         .expect("start gateway");

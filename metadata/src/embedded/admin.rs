@@ -5,9 +5,8 @@ use super::codec::*;
 use super::tables::{get, put, Tables};
 use super::writer::{refuse, OpResult};
 use crate::{
-    NodeEvent,
-    AccessKeyRecord, AdminState, BucketRecord, ChunkId, Heartbeat, MetaError, NodeRecord,
-    Permission, VersioningState,
+    AccessKeyRecord, AdminState, BucketRecord, ChunkId, Heartbeat, MetaError, NodeEvent,
+    NodeRecord, Permission, VersioningState,
 };
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};

@@ -542,7 +542,7 @@ impl MetadataStore for EmbeddedStore {
                         out.push(decode(v.value(), "node event")?);
                     }
                     out.reverse();
-                    out.sort_by(|a, b| b.at.cmp(&a.at));
+                    out.sort_by_key(|e| std::cmp::Reverse(e.at));
                     out.truncate(limit);
                 }
             }

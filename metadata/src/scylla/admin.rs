@@ -7,8 +7,8 @@ use super::cql::{
 use super::records::{bucket_from_row, key_from_row, BucketRow, KeyRow};
 use super::ScyllaStore;
 use crate::{
-    AccessKeyRecord, AdminState, BucketRecord, Heartbeat, MetaError, NodeEvent, NodeRecord, Permission,
-    Result, StoreStats, VersioningState,
+    AccessKeyRecord, AdminState, BucketRecord, Heartbeat, MetaError, NodeEvent, NodeRecord,
+    Permission, Result, StoreStats, VersioningState,
 };
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -293,7 +293,7 @@ impl ScyllaStore {
         }
         // Partitions come in token order, each newest first: merge by time (stable, so one
         // node's events of one millisecond keep their order).
-        out.sort_by(|a, b| b.at.cmp(&a.at));
+        out.sort_by_key(|e| std::cmp::Reverse(e.at));
         out.truncate(limit);
         Ok(out)
     }

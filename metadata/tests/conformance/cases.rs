@@ -586,7 +586,10 @@ pub async fn node_events_history(s: Store) {
         s.record_node_event(e.clone()).await.unwrap();
     }
     let of_a = s.node_events(Some("node-a"), 10).await.unwrap();
-    assert_eq!(of_a, vec![a[3].clone(), a[2].clone(), a[1].clone(), a[0].clone()]);
+    assert_eq!(
+        of_a,
+        vec![a[3].clone(), a[2].clone(), a[1].clone(), a[0].clone()]
+    );
     assert_eq!(s.node_events(Some("node-a"), 2).await.unwrap(), of_a[..2]);
     let all = s.node_events(None, 10).await.unwrap();
     let times: Vec<(String, i64)> = all.iter().map(|e| (e.node_id.clone(), e.at)).collect();

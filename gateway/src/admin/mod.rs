@@ -9,11 +9,17 @@
 //! | `GET /admin/keys` | admin token | 200 the keys, secrets left out |
 //! | `DELETE /admin/keys/{id}` | admin token | 204 |
 //! | `PUT /admin/keys/{id}/permissions/{bucket}` `{"permission":"read"\|"write"\|"owner"\|null}` | admin token | 204 |
+//! | `POST /cluster/nodes/{id}/drain`, `.../undrain`, `.../remove` | admin token | 200 the node; 409 `NodeHoldsLastCopy` for a remove that would lose data |
+//! | `GET /cluster/nodes/{id}/events`, `GET /cluster/events` | admin token | 200 state changes, newest first |
+//! | `GET /cluster/repair` | admin token | 200 repair, audit and GC progress, draining nodes, lost chunks |
 //!
 //! Credentials travel only in the `Authorization: Bearer` header, never in a URL, and are
 //! compared in constant time. Errors are JSON `{"code","message"}`.
 
+mod nodes;
+
 use crate::cluster::membership::{heartbeat_record, Membership, NodeState};
+use crate::cluster::workers::WorkerContext;
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -33,12 +39,14 @@ pub struct Admin {
     pub cluster_secret: String,
     pub admin_token: String,
     pub replication: usize,
+    /// The background workers (their status; they run here only while this gateway leads).
+    pub workers: Arc<WorkerContext>,
 }
 
 type Answer = Response<Full<Bytes>>;
 
 /// An error answer: status, machine-readable code, and a message telling what to do.
-struct Failure(StatusCode, &'static str, String);
+pub(crate) struct Failure(StatusCode, &'static str, String);
 
 impl Admin {
     /// Serves one request. Never fails: every problem becomes a JSON error answer.
@@ -65,7 +73,23 @@ impl Admin {
             }
             (Method::GET, ["cluster", "nodes"]) => {
                 self.require_admin(&req)?;
-                Ok(json(StatusCode::OK, &self.membership.nodes()))
+                Ok(json(StatusCode::OK, &self.membership.all_nodes()))
+            }
+            (Method::POST, ["cluster", "nodes", id, action]) => {
+                self.require_admin(&req)?;
+                self.node_action(id, action).await
+            }
+            (Method::GET, ["cluster", "nodes", id, "events"]) => {
+                self.require_admin(&req)?;
+                self.events(Some(id)).await
+            }
+            (Method::GET, ["cluster", "events"]) => {
+                self.require_admin(&req)?;
+                self.events(None).await
+            }
+            (Method::GET, ["cluster", "repair"]) => {
+                self.require_admin(&req)?;
+                Ok(json(StatusCode::OK, &self.repair_status()))
             }
             (Method::POST, ["admin", "keys"]) => {
                 self.require_admin(&req)?;
