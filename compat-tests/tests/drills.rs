@@ -13,20 +13,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
-use sdfbs_compat_tests::{random_bytes, sha256_hex, Cluster, ClusterOptions};
+use sdfbs_compat_tests::{
+    on_each_backend, random_bytes, sha256_hex, Cluster, ClusterOptions, Metadata,
+};
 
 use common::drill::*;
 use common::{bucket, client, ok, Checksums};
 
+// Drill 1 runs on each metadata backend: `drill_node_killed_then_repaired::embedded` and
+// `::cassandra`.
+on_each_backend!(drill_node_killed_then_repaired);
+
 /// Drill 1: `kill -9` one of three nodes holding 200 objects; every object stays readable, and
 /// within 60 s of the node being declared Down every chunk has two replicas on the two live
 /// nodes again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn drill_node_killed_then_repaired() {
+async fn drill_node_killed_then_repaired(metadata: Metadata) {
     let mut cluster = Cluster::start(ClusterOptions {
         node_down_after: Some("2s".into()),
         gateway_args: fast_workers(),
-        ..ClusterOptions::default()
+        ..ClusterOptions::with_metadata(metadata)
     });
     let s3 = client(&cluster, Checksums::Default);
     let b = bucket("drill-kill");
