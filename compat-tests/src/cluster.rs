@@ -577,6 +577,24 @@ impl Cluster {
         }
     }
 
+    /// Starts one more chunkd node (heartbeating to every gateway) and returns its index. Does
+    /// not wait for the gateways to see it Up: use [`Cluster::wait_nodes_up`].
+    pub fn add_node(&mut self) -> Result<usize> {
+        let i = self.nodes.len();
+        let data_dir = self.dir.path().join(format!("node{i}"));
+        std::fs::create_dir_all(&data_dir)?;
+        self.nodes.push(Node {
+            log: self.dir.path().join(format!("node{i}.log")),
+            data_dir,
+            args: Vec::new(),
+            child: None,
+            url: None,
+            node_id: None,
+        });
+        self.spawn_node(&binary("chunkd"), i)?;
+        Ok(i)
+    }
+
     /// Kills the first gateway with SIGKILL (no chance to finish anything) and reaps it.
     pub fn kill_gateway(&mut self) {
         if let Some(g) = self.gateways.first_mut() {

@@ -227,3 +227,45 @@ async fn removing_a_node_with_last_copies_is_refused() {
     );
     assert!(!cluster.chunk_files(i).is_empty());
 }
+
+/// Rebalance: a node joins a two-node cluster holding data; chunks move toward their placement
+/// so the new node takes its share, every chunk keeps exactly two replicas on disk, and every
+/// object reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_node_takes_its_share() {
+    let mut cluster = Cluster::start(ClusterOptions {
+        nodes: 2,
+        gateway_args: fast_workers(),
+        ..ClusterOptions::default()
+    });
+    let s3 = client(&cluster, Checksums::Default);
+    let b = bucket("drill-join");
+    ok(s3.create_bucket().bucket(&b).send().await);
+    let objects = upload_objects(&s3, &b, 60, 7000).await;
+    let chunks: Vec<String> = replicas_on_disk(&cluster, &[0, 1]).into_keys().collect();
+    let new = cluster.add_node().unwrap();
+    cluster.wait_nodes_up(3).unwrap();
+    // With three nodes and two replicas, a node belongs to the placement of about 2/3 of the
+    // chunks.
+    let share = eventually("the new node holds its share", Duration::from_secs(90), || {
+        let on_new = cluster.chunk_files(new).len();
+        (on_new * 100 >= chunks.len() * 45)
+            .then_some(on_new)
+            .ok_or(format!("{on_new} of {} chunks on the new node", chunks.len()))
+    })
+    .await;
+    println!("the new node holds {share} of {} chunks", chunks.len());
+    eventually("two replicas of every chunk", Duration::from_secs(30), || {
+        let on_disk = replicas_on_disk(&cluster, &[0, 1, new]);
+        let wrong: Vec<_> = chunks
+            .iter()
+            .filter(|id| on_disk.get(*id).map_or(0, BTreeSet::len) != 2)
+            .collect();
+        wrong
+            .is_empty()
+            .then_some(())
+            .ok_or(format!("{} chunk(s) without exactly two replicas", wrong.len()))
+    })
+    .await;
+    assert_all_read_back(&s3, &b, &objects).await;
+}

@@ -6,7 +6,8 @@
 //! * from Down back to Up or Suspect: the node's replicas stop counting until an audit
 //!   verified them (`awaiting_audit`), and the audit is queued;
 //! * a node's scrubber reporting more corrupt chunks: an audit of that node finds which
-//!   (the scrubber moved them out of its chunk directory) and drops their replicas.
+//!   (the scrubber moved them out of its chunk directory) and drops their replicas;
+//! * a node joining, or back in service from Draining or Removed: a rebalance pass.
 //!
 //! When this gateway becomes the leader, every node is audited once: whatever happened while
 //! no gateway was watching is found that way.
@@ -76,6 +77,13 @@ pub(crate) async fn run(ctx: Arc<WorkerContext>, mut stop: watch::Receiver<bool>
                             if from == Some(LifecycleState::Down) {
                                 ctx.membership.set_awaiting_audit(&node.node_id, true);
                                 ctx.queue_audit(&node.node_id);
+                            }
+                            if matches!(
+                                from,
+                                None | Some(LifecycleState::Draining | LifecycleState::Removed)
+                            ) {
+                                // A node joined (or came back into service): it takes its share.
+                                ctx.rebalance_now.notify_one();
                             }
                         }
                     }

@@ -9,7 +9,8 @@
 //! * `audit`: checks one node's files against the chunk records (drops replicas that are
 //!   gone, collects orphaned chunk files);
 //! * `gc`: deletes chunks unreferenced for longer than the grace period, and aborts multipart
-//!   uploads left untouched for too long.
+//!   uploads left untouched for too long;
+//! * `rebalance`: moves chunks toward their placement when a node joins, at a low rate.
 //!
 //! Nothing here keeps a queue that a restart would lose: every pass starts from the metadata
 //! store (chunk records, node states), so a new leader picks up where the old one stopped.
@@ -114,6 +115,8 @@ pub struct WorkerContext {
     /// Nodes to audit next, and the signal that there are some.
     pub audit_queue: Mutex<BTreeSet<NodeId>>,
     pub audit_now: Notify,
+    /// Wakes a rebalance pass (a node joined).
+    pub rebalance_now: Notify,
     /// Shared by every copy repair and drain make.
     pub limiter: RateLimiter,
 }
@@ -140,6 +143,7 @@ impl WorkerContext {
             repair_now,
             audit_queue: Mutex::new(BTreeSet::new()),
             audit_now: Notify::new(),
+            rebalance_now: Notify::new(),
             limiter,
         })
     }
@@ -179,7 +183,8 @@ impl WorkerContext {
             tokio::spawn(super::monitor::run(Arc::clone(self), stop.clone())),
             tokio::spawn(super::repair::run(Arc::clone(self), stop.clone())),
             tokio::spawn(super::audit::run(Arc::clone(self), stop.clone())),
-            tokio::spawn(super::gc::run(Arc::clone(self), stop)),
+            tokio::spawn(super::gc::run(Arc::clone(self), stop.clone())),
+            tokio::spawn(super::rebalance::run(Arc::clone(self), stop)),
         ]
     }
 }
