@@ -133,11 +133,20 @@ async fn drill_two_of_four_nodes_down_then_back() {
         let got = ok(s3.get_object().bucket(&b).key(*key).send().await);
         assert_eq!(&sha256_hex(&common::body_bytes(got).await), digest, "{key}");
     }
-    // Repair says which chunks it cannot find anywhere.
-    eventually("lost chunks reported", Duration::from_secs(30), || {
-        let (_, status) = cli_output(&cluster, &["repair", "status"]);
-        status.contains("LOST CHUNKS").then_some(()).ok_or(status)
-    })
+    // Repair says which chunks it cannot find anywhere, and which objects use them.
+    eventually(
+        "lost chunks reported with their objects",
+        Duration::from_secs(30),
+        || {
+            let (_, status) = cli_output(&cluster, &["repair", "status"]);
+            let named = gone
+                .iter()
+                .all(|(key, _)| status.contains(&format!("used by {b}/{key}")));
+            (status.contains(&format!("LOST CHUNKS: {}", gone.len())) && named)
+                .then_some(())
+                .ok_or(status)
+        },
+    )
     .await;
 
     cluster.restart_node(2).unwrap();

@@ -143,6 +143,16 @@ pub async fn run_repair(args: RepairArgs) -> Result<()> {
                         l["replicas"],
                         l["error"].as_str().unwrap_or("")
                     );
+                    let objects = l["objects"]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default();
+                    for o in objects {
+                        println!("    used by {}", o.as_str().unwrap_or(""));
+                    }
+                    if l["objects_scan_complete"].as_bool() != Some(true) {
+                        println!("    (the search for the objects that use it has not covered every object yet)");
+                    }
                 }
             }
         }

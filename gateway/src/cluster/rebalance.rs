@@ -24,7 +24,13 @@ const PAGE: usize = 256;
 pub(crate) async fn run(ctx: Arc<WorkerContext>, mut stop: watch::Receiver<bool>) {
     let limiter = RateLimiter::new((ctx.config.repair_rate / 4).max(1));
     loop {
-        if !wait(&ctx.rebalance_now, ctx.config.repair_scan_interval, &mut stop).await {
+        if !wait(
+            &ctx.rebalance_now,
+            ctx.config.repair_scan_interval,
+            &mut stop,
+        )
+        .await
+        {
             return;
         }
         if !ctx.leadership.is_leader() {
@@ -41,7 +47,10 @@ pub(crate) async fn run(ctx: Arc<WorkerContext>, mut stop: watch::Receiver<bool>
 }
 
 /// One pass; returns how many chunks moved.
-async fn pass(ctx: &WorkerContext, limiter: &RateLimiter) -> Result<u64, sdfbs_metadata::MetaError> {
+async fn pass(
+    ctx: &WorkerContext,
+    limiter: &RateLimiter,
+) -> Result<u64, sdfbs_metadata::MetaError> {
     let healthy: Vec<NodeView> = ctx
         .membership
         .nodes()
@@ -51,8 +60,10 @@ async fn pass(ctx: &WorkerContext, limiter: &RateLimiter) -> Result<u64, sdfbs_m
     if healthy.len() <= ctx.replication {
         return Ok(0); // every healthy node already belongs to every chunk's placement
     }
-    let by_id: HashMap<NodeId, NodeView> =
-        healthy.iter().map(|n| (n.node_id.clone(), n.clone())).collect();
+    let by_id: HashMap<NodeId, NodeView> = healthy
+        .iter()
+        .map(|n| (n.node_id.clone(), n.clone()))
+        .collect();
     let candidates: Vec<Candidate> = healthy
         .iter()
         .map(|n| Candidate {
@@ -68,7 +79,10 @@ async fn pass(ctx: &WorkerContext, limiter: &RateLimiter) -> Result<u64, sdfbs_m
             if !ctx.leadership.is_leader() || ctx.status().repair_running {
                 return Ok(moved);
             }
-            let page = ctx.meta.chunks_on_node(&source.node_id, after, PAGE).await?;
+            let page = ctx
+                .meta
+                .chunks_on_node(&source.node_id, after, PAGE)
+                .await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
             for record in page {

@@ -101,6 +101,7 @@ async fn pass(ctx: &WorkerContext) -> Result<u64, sdfbs_metadata::MetaError> {
             })
             .await;
     }
+    name_users_of_lost(ctx).await?;
     let leaving: Vec<&NodeView> = nodes
         .values()
         .filter(|n| n.admin_state != AdminState::Active)
@@ -119,6 +120,73 @@ async fn pass(ctx: &WorkerContext) -> Result<u64, sdfbs_metadata::MetaError> {
         })
     });
     Ok(found)
+}
+
+/// Objects scanned at most to name the users of lost chunks, per pass.
+const USER_SCAN_LIMIT: usize = 100_000;
+/// Objects named per lost chunk, at most.
+const USERS_NAMED: usize = 20;
+
+/// Names the objects that use each newly lost chunk, so an operator knows what to restore:
+/// walks the listings of every bucket and the manifests of the objects, at most
+/// `USER_SCAN_LIMIT` objects (this runs only when chunks are lost, which should be never).
+async fn name_users_of_lost(ctx: &WorkerContext) -> Result<(), sdfbs_metadata::MetaError> {
+    let wanted: Vec<ChunkId> = ctx
+        .status()
+        .lost
+        .values()
+        .filter(|l| l.objects.is_empty() && !l.objects_scan_complete)
+        .filter_map(|l| ChunkId::from_hex(&l.chunk))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let mut users: HashMap<ChunkId, Vec<String>> = HashMap::new();
+    let mut scanned = 0usize;
+    let mut complete = true;
+    'buckets: for bucket in ctx.meta.list_buckets().await? {
+        let mut query = sdfbs_metadata::ListQuery {
+            max_keys: 1000,
+            ..Default::default()
+        };
+        loop {
+            let page = ctx.meta.list_objects(&bucket, &query).await?;
+            for object in &page.objects {
+                scanned += 1;
+                if scanned > USER_SCAN_LIMIT {
+                    complete = false;
+                    break 'buckets;
+                }
+                let manifest = match ctx.meta.get_manifest(&object.version_id).await {
+                    Ok(m) => m,
+                    Err(sdfbs_metadata::MetaError::NoSuchKey) => continue, // replaced meanwhile
+                    Err(e) => return Err(e),
+                };
+                for entry in manifest {
+                    if wanted.contains(&entry.chunk) {
+                        let named = users.entry(entry.chunk).or_default();
+                        let name = format!("{}/{}", bucket.name, object.key);
+                        if named.len() < USERS_NAMED && !named.contains(&name) {
+                            named.push(name);
+                        }
+                    }
+                }
+            }
+            if !page.is_truncated {
+                break;
+            }
+            query.start_after = page.next_start_after;
+        }
+    }
+    ctx.update(|s| {
+        for id in &wanted {
+            if let Some(lost) = s.lost.get_mut(&id.to_hex()) {
+                lost.objects = users.remove(id).unwrap_or_default();
+                lost.objects_scan_complete = complete;
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Forgets lost chunks that are lost no more: a replica's node is healthy again (a node back
@@ -264,6 +332,8 @@ async fn repair_chunk(
                         replicas: record.replicas.clone(),
                         error: fetched.last_error.clone(),
                         since: now_millis(),
+                        objects: Vec::new(),
+                        objects_scan_complete: false,
                     });
                 });
             }

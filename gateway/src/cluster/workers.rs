@@ -71,6 +71,10 @@ pub struct LostChunk {
     pub error: String,
     /// Milliseconds since the Unix epoch when it was first found lost.
     pub since: i64,
+    /// Objects whose current version uses the chunk, as `bucket/key` (found by a bounded scan
+    /// of the listings; `objects_scan_complete` says whether it covered every object).
+    pub objects: Vec<String>,
+    pub objects_scan_complete: bool,
 }
 
 /// Counters and findings of the workers since this gateway started leading.
