@@ -55,7 +55,7 @@ pub enum ClientError {
     BadDigest,
     #[error("the chunk is larger than the node's --max-chunk-size")]
     TooLarge,
-    #[error("the node has no room left for the chunk")]
+    #[error("the node has no room left for the chunk (disk full, or read-only)")]
     InsufficientStorage,
     #[error("invalid chunk id: it must be 64 lowercase hex characters")]
     InvalidChunkId,

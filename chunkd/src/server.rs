@@ -174,6 +174,10 @@ async fn put(shared: &Shared, id: ChunkId, req: Request<Incoming>) -> Response<R
             ErrorCode::InsufficientStorage,
             "no space left on this node; nothing was stored",
         ),
+        Ok(Err(StoreError::ReadOnly)) => error(
+            ErrorCode::ReadOnly,
+            "this node's data directory is read-only; nothing was stored",
+        ),
         Ok(Err(e)) => internal(&e),
         Err(join) => internal(&join),
     }

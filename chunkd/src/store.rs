@@ -64,6 +64,8 @@ pub enum StoreError {
     BadDigest { actual: String },
     #[error("no space left for the chunk")]
     Full,
+    #[error("the data directory is on a read-only file system")]
+    ReadOnly,
     #[error("the upload was interrupted before the whole chunk arrived")]
     Aborted,
     #[error("data directory {path} is in use by another chunkd process")]
@@ -77,12 +79,15 @@ pub enum StoreError {
 }
 
 /// Wraps an I/O error with what was being done to which file; a full disk or quota becomes
-/// [`StoreError::Full`] so it can be answered with 507.
+/// [`StoreError::Full`] and a read-only file system [`StoreError::ReadOnly`], so both can be
+/// answered with 507 (the gateway then writes to the next node).
 pub(crate) fn io_err(context: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
     let path = path.to_owned();
     move |source| {
         if is_out_of_space(&source) {
             StoreError::Full
+        } else if source.raw_os_error() == Some(libc::EROFS) {
+            StoreError::ReadOnly
         } else {
             StoreError::Io {
                 context,

@@ -25,7 +25,7 @@
 //!
 //! | request | query | success | errors |
 //! | --- | --- | --- | --- |
-//! | `PUT /chunks/{id}` | | 201 stored (after fsync), 200 already there (mtime refreshed) | 400 `BadDigest`, 400 `IncompleteBody`, 413 `TooLarge`, 507 `InsufficientStorage`, 503 `ShuttingDown` |
+//! | `PUT /chunks/{id}` | | 201 stored (after fsync), 200 already there (mtime refreshed) | 400 `BadDigest`, 400 `IncompleteBody`, 413 `TooLarge`, 507 `InsufficientStorage` (disk full) or `ReadOnly` (read-only disk), 503 `ShuttingDown` |
 //! | `GET /chunks/{id}` | | 200 the bytes (Content-Length) | 404 `NotFound` |
 //! | `HEAD /chunks/{id}` | `touch` | 200 (Content-Length) | 404 |
 //! | `DELETE /chunks/{id}` | `grace=S` | 204 deleted or absent | 409 `TooYoung`, 400 `InvalidArgument` |
@@ -409,6 +409,9 @@ pub enum ErrorCode {
     TooLarge,
     /// The node has no room left; nothing was stored.
     InsufficientStorage,
+    /// The node's disk is read-only (remounted after errors, or by an operator); nothing was
+    /// stored. Answered with 507 like a full disk: the gateway writes to the next node.
+    ReadOnly,
     /// A DELETE of a chunk written or refreshed within the grace period; it was kept.
     TooYoung,
     /// A query parameter with a malformed value.
@@ -439,7 +442,9 @@ impl ErrorCode {
             ErrorCode::TooYoung => StatusCode::CONFLICT,
             ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
+            ErrorCode::InsufficientStorage | ErrorCode::ReadOnly => {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
             ErrorCode::Internal | ErrorCode::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -453,6 +458,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "NotFound",
             ErrorCode::TooLarge => "TooLarge",
             ErrorCode::InsufficientStorage => "InsufficientStorage",
+            ErrorCode::ReadOnly => "ReadOnly",
             ErrorCode::TooYoung => "TooYoung",
             ErrorCode::InvalidArgument => "InvalidArgument",
             ErrorCode::IncompleteBody => "IncompleteBody",
@@ -583,13 +589,14 @@ mod tests {
     }
 
     /// Every code, with the string it had on the wire before the codes were an enum.
-    const CODES: [(ErrorCode, &str); 12] = [
+    const CODES: [(ErrorCode, &str); 13] = [
         (ErrorCode::BadDigest, "BadDigest"),
         (ErrorCode::InvalidChunkId, "InvalidChunkId"),
         (ErrorCode::Unauthorized, "Unauthorized"),
         (ErrorCode::NotFound, "NotFound"),
         (ErrorCode::TooLarge, "TooLarge"),
         (ErrorCode::InsufficientStorage, "InsufficientStorage"),
+        (ErrorCode::ReadOnly, "ReadOnly"),
         (ErrorCode::TooYoung, "TooYoung"),
         (ErrorCode::InvalidArgument, "InvalidArgument"),
         (ErrorCode::IncompleteBody, "IncompleteBody"),
@@ -638,6 +645,7 @@ mod tests {
                 ErrorCode::InsufficientStorage,
                 StatusCode::INSUFFICIENT_STORAGE,
             ),
+            (ErrorCode::ReadOnly, StatusCode::INSUFFICIENT_STORAGE),
             (ErrorCode::TooYoung, StatusCode::CONFLICT),
             (ErrorCode::InvalidArgument, StatusCode::BAD_REQUEST),
             (ErrorCode::IncompleteBody, StatusCode::BAD_REQUEST),

@@ -11,7 +11,10 @@ use sdfbs_compat_tests::{on_each_backend, random_bytes, sha256_hex, Cluster, Met
 use common::{body_bytes, bucket, client, ok, quoted_md5, Checksums};
 
 // Each test runs once per metadata backend: `NAME::embedded` and `NAME::cassandra`.
-on_each_backend!(put_and_get_through_sdfbs_dev);
+on_each_backend!(
+    put_and_get_through_sdfbs_dev,
+    node_and_repair_commands_on_sdfbs_dev
+);
 
 async fn put_and_get_through_sdfbs_dev(metadata: Metadata) {
     let cluster = match Cluster::start_dev_with(3, &metadata) {
@@ -50,5 +53,58 @@ async fn put_and_get_through_sdfbs_dev(metadata: Metadata) {
         !metadata.is_shared(),
         "{} with {metadata:?}",
         redb.display()
+    );
+}
+
+/// `sdfbs node` and `sdfbs repair status` against `sdfbs dev`, as its banner tells a user to.
+async fn node_and_repair_commands_on_sdfbs_dev(metadata: Metadata) {
+    let cluster = match Cluster::start_dev_with(3, &metadata) {
+        Ok(c) => c,
+        Err(e) => panic!("starting `sdfbs dev` failed: {e:#}"),
+    };
+    let run = |args: &[&str]| {
+        let out = cluster.sdfbs_cli().args(args).output().expect("run sdfbs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "sdfbs {args:?} failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let list = run(&["node", "list"]);
+    let nodes: Vec<&str> = list.lines().skip(1).collect();
+    assert_eq!(nodes.len(), 3, "{list}");
+    assert!(nodes.iter().all(|l| l.contains(" Up ")), "{list}");
+    let node = nodes[0].split_whitespace().next().unwrap().to_string();
+
+    // The gateway of `sdfbs dev` runs the workers: its status says so and nothing is lost.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = run(&["repair", "status"]);
+        if !status.contains("does not run the cluster workers") {
+            assert!(status.contains("lost chunks:            none"), "{status}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // Drain and undrain one node; both show in its history.
+    assert!(run(&["node", "drain", &node]).contains("Draining"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let events = run(&["node", "events", &node]);
+        if events.contains("Draining") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{events}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    run(&["node", "undrain", &node]);
+    let list = run(&["node", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&node) && l.contains(" Up ")),
+        "{list}"
     );
 }

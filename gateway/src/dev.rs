@@ -202,7 +202,9 @@ rclone (append to ~/.config/rclone/rclone.conf):
   force_path_style = true
   then: rclone mkdir sdfbs:backups && rclone copy ./dir sdfbs:backups/dir
 
-More keys: SDFBS_ADMIN_URL=http://{admin} SDFBS_ADMIN_TOKEN={at} sdfbs key create NAME",
+Admin (keys, nodes, repair):
+  export SDFBS_ADMIN_URL=http://{admin} SDFBS_ADMIN_TOKEN={at}
+  sdfbs key create NAME | sdfbs node list | sdfbs node drain NODE | sdfbs repair status",
         dir = data_dir.display(),
         ak = c.root_access_key,
         sk = c.root_secret_key,

@@ -359,3 +359,16 @@ fn a_put_racing_a_delete_is_never_lost() {
         assert_eq!(store.used_bytes(), data.len() as u64, "round {round}");
     }
 }
+
+#[test]
+fn a_read_only_file_system_is_its_own_error() {
+    // EROFS (a disk remounted read-only after errors) is answered 507 ReadOnly, so the gateway
+    // writes the chunk to the next node; ENOSPC stays Full.
+    let path = std::path::Path::new("/data/chunks/aa/bb/x");
+    let rofs =
+        crate::store::io_err("creating", path)(std::io::Error::from_raw_os_error(libc::EROFS));
+    assert!(matches!(rofs, StoreError::ReadOnly), "{rofs}");
+    let full =
+        crate::store::io_err("writing", path)(std::io::Error::from_raw_os_error(libc::ENOSPC));
+    assert!(matches!(full, StoreError::Full), "{full}");
+}
