@@ -247,25 +247,36 @@ async fn a_new_node_takes_its_share() {
     cluster.wait_nodes_up(3).unwrap();
     // With three nodes and two replicas, a node belongs to the placement of about 2/3 of the
     // chunks.
-    let share = eventually("the new node holds its share", Duration::from_secs(90), || {
-        let on_new = cluster.chunk_files(new).len();
-        (on_new * 100 >= chunks.len() * 45)
-            .then_some(on_new)
-            .ok_or(format!("{on_new} of {} chunks on the new node", chunks.len()))
-    })
+    let share = eventually(
+        "the new node holds its share",
+        Duration::from_secs(90),
+        || {
+            let on_new = cluster.chunk_files(new).len();
+            (on_new * 100 >= chunks.len() * 45)
+                .then_some(on_new)
+                .ok_or(format!(
+                    "{on_new} of {} chunks on the new node",
+                    chunks.len()
+                ))
+        },
+    )
     .await;
     println!("the new node holds {share} of {} chunks", chunks.len());
-    eventually("two replicas of every chunk", Duration::from_secs(30), || {
-        let on_disk = replicas_on_disk(&cluster, &[0, 1, new]);
-        let wrong: Vec<_> = chunks
-            .iter()
-            .filter(|id| on_disk.get(*id).map_or(0, BTreeSet::len) != 2)
-            .collect();
-        wrong
-            .is_empty()
-            .then_some(())
-            .ok_or(format!("{} chunk(s) without exactly two replicas", wrong.len()))
-    })
+    eventually(
+        "two replicas of every chunk",
+        Duration::from_secs(30),
+        || {
+            let on_disk = replicas_on_disk(&cluster, &[0, 1, new]);
+            let wrong: Vec<_> = chunks
+                .iter()
+                .filter(|id| on_disk.get(*id).map_or(0, BTreeSet::len) != 2)
+                .collect();
+            wrong.is_empty().then_some(()).ok_or(format!(
+                "{} chunk(s) without exactly two replicas",
+                wrong.len()
+            ))
+        },
+    )
     .await;
     assert_all_read_back(&s3, &b, &objects).await;
 }
