@@ -597,7 +597,12 @@ impl Cluster {
 
     /// Kills the first gateway with SIGKILL (no chance to finish anything) and reaps it.
     pub fn kill_gateway(&mut self) {
-        if let Some(g) = self.gateways.first_mut() {
+        self.kill_gateway_at(0);
+    }
+
+    /// Kills gateway `i` with SIGKILL and reaps it (its endpoints stay known but unanswered).
+    pub fn kill_gateway_at(&mut self, i: usize) {
+        if let Some(g) = self.gateways.get_mut(i) {
             kill(g.child.take());
         }
     }

@@ -1,7 +1,8 @@
 //! Two `sdfbs gateway` processes over one Cassandra keyspace and the same three chunkd nodes,
 //! driven with aws-sdk-s3: what one gateway writes, the other reads, lists and deletes; races
 //! between clients of different gateways (conditional creates, DeleteBucket against PUTs) end
-//! as S3 says they must; a mixed load over both loses no acknowledged write.
+//! as S3 says they must; a mixed load over both loses no acknowledged write; the background
+//! workers run on exactly one of them and move to the other when it dies.
 //!
 //! How the gateways share the cluster: every chunkd node is started with `--gateway` for each
 //! gateway and heartbeats to both, and each gateway also re-reads the `nodes` table every
@@ -21,6 +22,8 @@ mod load;
 mod races;
 #[path = "two_gateways/sharing.rs"]
 mod sharing;
+#[path = "two_gateways/workers.rs"]
+mod workers;
 
 use aws_sdk_s3::Client;
 use sdfbs_compat_tests::{Cluster, ClusterOptions, Metadata};
