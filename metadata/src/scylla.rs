@@ -128,6 +128,10 @@ pub struct ScyllaStore {
     config: ScyllaConfig,
     /// Commits whose LWT answer was lost and that a serial read found applied.
     settled_by_read: std::sync::atomic::AtomicU64,
+    /// Bucket name to id, as last read: lets a GET read the bucket row and the key's partition
+    /// at the same time (`reads.rs`). Only a hint: the bucket row is read every time, and a
+    /// different id there means the key is read again under the right one.
+    bucket_ids: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl ScyllaStore {
@@ -141,6 +145,7 @@ impl ScyllaStore {
             st,
             config,
             settled_by_read: Default::default(),
+            bucket_ids: Default::default(),
         })
     }
 

@@ -77,7 +77,11 @@ impl ScyllaStore {
             "reading a bucket",
         )
         .await?;
-        row.map(bucket_from_row).transpose()
+        let bucket = row.map(bucket_from_row).transpose()?;
+        if let Some(b) = &bucket {
+            self.remember_bucket(b);
+        }
+        Ok(bucket)
     }
 
     pub(super) async fn buckets(&self) -> Result<Vec<BucketRecord>> {

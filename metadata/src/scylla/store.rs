@@ -53,6 +53,16 @@ impl MetadataStore for ScyllaStore {
     ) -> Result<ReadManifest> {
         self.manifest_for_read(version_id, records).await
     }
+    async fn get_bucket_and_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<(BucketRecord, Option<ObjectRecord>)>> {
+        Ok(self
+            .bucket_and_head(bucket, key)
+            .await?
+            .map(|(bucket, head)| (bucket, head.current)))
+    }
     async fn get_object_for_read(
         &self,
         bucket: &str,

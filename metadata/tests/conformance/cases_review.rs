@@ -361,3 +361,69 @@ pub async fn review_delete_bucket_cut_short_leaves_keys_writable(s: Store) {
         refused.join("\n")
     );
 }
+
+/// A bucket deleted and created again under the same name is a new bucket: reads of a key go to
+/// the new one, never to rows of the old (a backend that remembers name -> id to save a round
+/// trip must notice the new id), and a deleted bucket is gone for every read.
+pub async fn review_reads_follow_a_recreated_bucket(s: Store) {
+    let old = new_bucket(&s, "again").await;
+    put(&s, &old, "k", &[chunk(1)]).await;
+    for _ in 0..2 {
+        // Read twice, so a backend that remembers the bucket's id has done so.
+        let (b, o, _) = s
+            .get_object_for_read("again", "k", 4)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (b.id.as_str(), o.unwrap().etag.as_str()),
+            (old.id.as_str(), "etag-k")
+        );
+    }
+    s.delete_object(&old, "k").await.unwrap();
+    s.delete_bucket("again").await.unwrap();
+    assert!(s
+        .get_object_for_read("again", "k", 4)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .get_bucket_and_object("again", "k")
+        .await
+        .unwrap()
+        .is_none());
+
+    let new = new_bucket(&s, "again").await;
+    assert_ne!(new.id, old.id);
+    // The key does not exist in the new bucket yet.
+    let (b, o, _) = s
+        .get_object_for_read("again", "k", 4)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((b.id.as_str(), o), (new.id.as_str(), None));
+    let o = object("k", CHUNK_SIZE, "etag-new");
+    s.commit_object(
+        &new,
+        o,
+        manifest(&[chunk(2)]),
+        placements(&[chunk(2)], &["n1"]),
+        PutCondition::None,
+    )
+    .await
+    .unwrap();
+    let (b, o, m) = s
+        .get_object_for_read("again", "k", 4)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.id, new.id);
+    assert_eq!(o.unwrap().etag, "etag-new");
+    assert_eq!(m.unwrap().0, manifest(&[chunk(2)]));
+    let (b, o) = s
+        .get_bucket_and_object("again", "k")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((b.id, o.unwrap().etag), (new.id, "etag-new".to_string()));
+}

@@ -89,6 +89,7 @@ macro_rules! conformance_tests {
             cases_review::review_abort_cut_short_can_be_retried,
             cases_review::review_complete_cut_short_can_be_retried,
             cases_review::review_delete_bucket_cut_short_leaves_keys_writable,
+            cases_review::review_reads_follow_a_recreated_bucket,
         );
     };
     (@cases $factory:path; $($module:ident :: $case:ident),* $(,)?) => {
