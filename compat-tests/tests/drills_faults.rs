@@ -7,7 +7,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_s3::primitives::ByteStream;
 use sdfbs_compat_tests::{random_bytes, sha256_hex, Cluster, ClusterOptions};
 
 use common::drill::*;
@@ -95,14 +94,8 @@ async fn drill_two_of_four_nodes_down_then_back() {
     for i in 0..80 {
         let data = random_bytes(64 * KIB + i, 5000 + i as u64);
         let key = format!("small/{i:03}");
-        ok(s3
-            .put_object()
-            .bucket(&b)
-            .key(&key)
-            .body(ByteStream::from(data.clone()))
-            .send()
-            .await);
-        objects.insert(key, (sha256_hex(&data), data));
+        let digest = put_bytes(&s3, &b, &key, data.clone()).await;
+        objects.insert(key, (digest, data));
     }
     let placed = replicas_on_disk(&cluster, &[0, 1, 2, 3]);
     let both_dead = |data: &Vec<u8>| {
@@ -182,16 +175,9 @@ async fn drill_full_disk_during_uploads() {
     ok(s3.create_bucket().bucket(&b).send().await);
     let mut objects = BTreeMap::new();
     for i in 0..40 {
-        let data = random_bytes(MIB, 6000 + i);
         let key = format!("full/{i:03}");
-        ok(s3
-            .put_object()
-            .bucket(&b)
-            .key(&key)
-            .body(ByteStream::from(data.clone()))
-            .send()
-            .await);
-        objects.insert(key, sha256_hex(&data));
+        let digest = put_bytes(&s3, &b, &key, random_bytes(MIB, 6000 + i)).await;
+        objects.insert(key, digest);
     }
     let used: u64 = cluster
         .chunk_files(0)

@@ -141,17 +141,8 @@ pub struct DevArgs {
 
 #[derive(Args, Debug)]
 pub struct KeyArgs {
-    /// Admin port of the running gateway.
-    #[arg(
-        long,
-        env = "SDFBS_ADMIN_URL",
-        default_value = "http://127.0.0.1:8080",
-        global = true
-    )]
-    pub admin_url: String,
-    /// Admin token (printed by `sdfbs dev`).
-    #[arg(long, env = "SDFBS_ADMIN_TOKEN", hide_env_values = true, global = true)]
-    pub admin_token: Option<String>,
+    #[command(flatten)]
+    pub api: AdminApiArgs,
     #[command(subcommand)]
     pub command: KeyCommand,
 }

@@ -14,7 +14,7 @@ use sdfbs_gateway::admin::KeySummary;
 use std::time::Duration;
 
 pub async fn run(args: KeyArgs) -> Result<()> {
-    let api = Api::new(&args.admin_url, args.admin_token.as_deref())?;
+    let api = Api::new(&args.api.admin_url, args.api.admin_token.as_deref())?;
     match args.command {
         KeyCommand::Create {
             name,

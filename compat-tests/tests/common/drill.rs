@@ -40,6 +40,19 @@ pub fn replicas_on_disk(cluster: &Cluster, nodes: &[usize]) -> BTreeMap<String, 
     out
 }
 
+/// Uploads `data` under `key` and returns its SHA-256.
+pub async fn put_bytes(s3: &Client, b: &str, key: &str, data: Vec<u8>) -> String {
+    let digest = sha256_hex(&data);
+    ok(s3
+        .put_object()
+        .bucket(b)
+        .key(key)
+        .body(ByteStream::from(data))
+        .send()
+        .await);
+    digest
+}
+
 /// Uploads `count` objects of varied sizes (some several chunks long); returns key -> SHA-256.
 pub async fn upload_objects(
     s3: &Client,
