@@ -10,6 +10,9 @@
 //!   (and keeps touching it until it commits, see `pipeline/write.rs`), so either the touch
 //!   comes first and the delete is refused, or the delete comes first and the touch finds the
 //!   chunk gone and the upload writes it again;
+//! * the record is read again right before its files are deleted (a page of candidates can take
+//!   long to work through, longer than the grace when nodes are slow), so a chunk reused and
+//!   committed since is left alone; an upload still in progress keeps its chunks touched;
 //! * the record is deleted only if it is still unreferenced (`delete_chunk_if_unreferenced`,
 //!   conditional on both backends), and only when no node refused: a refusal means an upload is
 //!   using the chunk again.
@@ -55,6 +58,16 @@ async fn pass(ctx: &WorkerContext) -> Result<(), sdfbs_metadata::MetaError> {
         let Some(last) = page.last() else { break };
         after = Some(last.id);
         for record in page {
+            // Checked again right before the deletes, not only when the page was read: an
+            // upload may have reused the chunk and committed since, and by the time the pass
+            // reaches this chunk its touch may be older than the grace guard.
+            match ctx.meta.get_chunk(&record.id).await? {
+                Some(now)
+                    if now.ref_count == 0
+                        && now.unreferenced_since != 0
+                        && now.unreferenced_since < before => {}
+                _ => continue,
+            }
             let mut refused = false;
             for node_id in &record.replicas {
                 let Some(node) = ctx.membership.node(node_id) else {
