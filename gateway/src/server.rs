@@ -133,7 +133,13 @@ pub async fn start(options: GatewayOptions) -> Result<RunningGateway, ServerErro
         .with_gc_grace(options.workers.gc_grace),
     );
     let (stop, stopped) = watch::channel(false);
-    let (leadership, lease_task) = Leadership::spawn(Arc::clone(&meta), stopped.clone());
+    let workers_enabled = options.workers.enabled;
+    let (leadership, lease_task) = if workers_enabled {
+        let (leadership, task) = Leadership::spawn(Arc::clone(&meta), stopped.clone());
+        (leadership, Some(task))
+    } else {
+        (Leadership::never(), None)
+    };
     let workers = WorkerContext::new(
         Arc::clone(&meta),
         Arc::clone(&membership),
@@ -171,9 +177,11 @@ pub async fn start(options: GatewayOptions) -> Result<RunningGateway, ServerErro
             stopped.clone(),
         )),
         membership.spawn_refresher(stopped.clone()),
-        lease_task,
     ];
-    tasks.extend(workers.spawn(stopped));
+    if let Some(lease_task) = lease_task {
+        tasks.push(lease_task);
+        tasks.extend(workers.spawn(stopped));
+    }
     tracing::info!(%s3_addr, %admin_addr, replication = options.replication, "gateway started");
     Ok(RunningGateway {
         s3_addr,

@@ -84,6 +84,15 @@ impl Leadership {
         )
     }
 
+    /// A gateway that never competes for the lease (workers disabled): never the leader.
+    pub fn never() -> Leadership {
+        let (_, leading) = watch::channel(false);
+        Leadership {
+            holder: String::new(),
+            leading,
+        }
+    }
+
     /// Whether this gateway holds the lease right now.
     pub fn is_leader(&self) -> bool {
         *self.leading.borrow()

@@ -29,6 +29,10 @@ use tokio::time::Instant;
 /// Settings of the workers (`sdfbs gateway` flags).
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
+    /// Whether this gateway competes for the workers' lease at all. Always on for `sdfbs
+    /// gateway` and `sdfbs dev`; off in the in-process tests of the chunk pipeline, which check
+    /// where chunks land and must not see repair or rebalance move them.
+    pub enabled: bool,
     /// Bytes per second repair and drain may copy at most (`--repair-rate`, in MiB/s).
     pub repair_rate: u64,
     /// Chunks repaired at once.
@@ -49,6 +53,7 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
+            enabled: true,
             repair_rate: 64 * 1024 * 1024,
             repair_concurrency: 4,
             repair_scan_interval: Duration::from_secs(600),

@@ -59,7 +59,12 @@ impl TestCluster {
                 admin_token: Some(ADMIN_TOKEN.into()),
                 cluster_secret: Some(SECRET.into()),
             },
-            workers: Default::default(),
+            // These tests check where the pipeline puts chunks; the background workers (which
+            // would repair and rebalance them) are tested by compat-tests/tests/drills*.rs.
+            workers: sdfbs_gateway::cluster::workers::WorkerConfig {
+                enabled: false,
+                ..Default::default()
+            },
         })
         .await
         .expect("start gateway");
