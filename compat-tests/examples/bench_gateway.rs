@@ -35,6 +35,7 @@ use anyhow::{anyhow, Context, Result};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use bytes::Bytes;
+use sdfbs_compat_tests::machine::{command_output, cpu_model, loadavg};
 use sdfbs_compat_tests::{random_bytes, Cluster, Metadata};
 
 const MIB: usize = 1 << 20;
@@ -339,28 +340,6 @@ where
         all[idx].as_secs_f64() * 1000.0
     };
     Ok((ops as f64 / elapsed.as_secs_f64(), pct(0.50), pct(0.99)))
-}
-
-fn command_output(cmd: &str, args: &[&str]) -> String {
-    std::process::Command::new(cmd)
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn loadavg() -> String {
-    let l = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
-        .unwrap_or_else(|| "?".into())
 }
 
 #[tokio::main(flavor = "multi_thread")]

@@ -51,6 +51,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
 use aws_smithy_types::error::display::DisplayErrorContext;
+use sdfbs_compat_tests::machine::{command_output, cpu_model, loadavg};
 use sdfbs_compat_tests::{random_bytes, sha256_hex, Cluster, ClusterOptions};
 
 const MIB: u64 = 1 << 20;
@@ -161,11 +162,6 @@ fn pid_with_arg(dir: &Path) -> Option<u32> {
         }
     }
     None
-}
-
-fn loadavg() -> String {
-    let l = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
 /// Processes on the machine that are not this benchmark's: other test clusters' gateways and
@@ -1131,23 +1127,6 @@ async fn run_once(
 
 // ---------------------------------------------------------------------------------------------
 // The report.
-
-fn command_output(cmd: &str, args: &[&str]) -> String {
-    std::process::Command::new(cmd)
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_string())
-        .unwrap_or_else(|| "?".into())
-}
 
 fn mem_total() -> String {
     std::fs::read_to_string("/proc/meminfo")

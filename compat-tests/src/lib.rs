@@ -24,6 +24,7 @@
 pub mod cluster;
 pub mod data;
 pub mod http;
+pub mod machine;
 pub mod metadata;
 mod process;
 pub mod tools;
