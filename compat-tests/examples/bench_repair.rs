@@ -992,7 +992,7 @@ async fn run_once(
         let done = done.clone();
         let expected = expected.clone();
         tokio::task::spawn_blocking(move || {
-            wait_full_redundancy(&dirs, &expected, &done, Duration::from_secs(300))
+            wait_full_redundancy(&dirs, &expected, &done, Duration::from_secs(700))
         })
     };
     let during = if config.reads {
@@ -1004,7 +1004,19 @@ async fn run_once(
     } else {
         None
     };
-    let watch = watch.await??;
+    let watch = match watch.await? {
+        Ok(watch) => watch,
+        Err(e) => {
+            // Keep what explains it: the cluster's view and the logs.
+            let (_, nodes) = cli(&cluster, &["node", "list"]);
+            let (_, status) = cli(&cluster, &["repair", "status"]);
+            let logs = keep_logs(&cluster, &tag, &victim_id_of);
+            bail!(
+                "{tag} {e:#}\n`sdfbs node list`:\n{nodes}\n`sdfbs repair status`:\n{status}\n\
+                 gateway log: {logs}"
+            );
+        }
+    };
     let end = Snapshot::take(&procs);
     // CPU from just after Down to just after the poll that saw full redundancy.
     let repair_usage = start.until(&end);
@@ -1451,8 +1463,28 @@ request: it goes on during the other phases too.\n\n";
     out
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
+    // The run takes a quarter of an hour: a copy of the binaries keeps a build of the same
+    // target directory meanwhile (another engineer's) from replacing them under the benchmark.
+    let bins = tempfile::Builder::new()
+        .prefix("bench-repair-bin-")
+        .tempdir()?;
+    let from = sdfbs_compat_tests::bin_dir();
+    for name in ["sdfbs", "chunkd"] {
+        std::fs::copy(from.join(name), bins.path().join(name))
+            .with_context(|| format!("copying {} from {}", name, from.display()))?;
+    }
+    // SAFETY: no other thread runs yet (the runtime starts below).
+    unsafe { std::env::set_var("SDFBS_BIN_DIR", bins.path()) };
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(bench());
+    drop(bins);
+    result
+}
+
+async fn bench() -> Result<()> {
     let env = |name: &str, default: u64| -> u64 {
         std::env::var(name)
             .ok()
